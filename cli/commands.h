@@ -1,0 +1,16 @@
+// Registration of the CLI's subcommands. Each area owns one cmd_<area>.cpp that adds its
+// subcommands to the app; main.cpp only wires them and turns hrm::Error into a clean exit.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace hrm::cli {
+
+// info, generate (cmd_model.cpp)
+void add_model_commands(CLI::App& app, CLI::App& bench);
+// tasks list/show, score (cmd_tasks.cpp)
+void add_tasks_commands(CLI::App& app);
+// contam index/scan/merge/report, bench contam (cmd_contam.cpp)
+void add_contam_commands(CLI::App& app, CLI::App& bench);
+
+}  // namespace hrm::cli

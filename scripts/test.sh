@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The README's test command: install missing packages, build (warnings as errors), run every test,
+# then build the fuzz targets with clang and give each a short run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+jobs=$(nproc)
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DHRM_WERROR=ON
+cmake --build build -j"$jobs"
+(cd build && ctest --output-on-failure -j"$jobs")
+if [[ "${HRM_SKIP_FUZZ:-0}" != 1 ]]; then
+  bash scripts/fuzz.sh "${HRM_FUZZ_SECONDS:-15}"
+fi
