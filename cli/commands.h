@@ -8,6 +8,8 @@ namespace hrm::cli {
 
 // info, generate (cmd_model.cpp)
 void add_model_commands(CLI::App& app, CLI::App& bench);
+// tokenize, bench tokenizer (cmd_tokenizer.cpp)
+void add_tokenizer_commands(CLI::App& app, CLI::App& bench);
 // tasks list/show, score (cmd_tasks.cpp)
 void add_tasks_commands(CLI::App& app);
 // contam index/scan/merge/report, bench contam (cmd_contam.cpp)

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   CLI::App& bench = *app.add_subcommand("bench", "Benchmarks (model throughput, contamination scan)");
   bench.require_subcommand(0, 1);
   hrm::cli::add_model_commands(app, bench);
+  hrm::cli::add_tokenizer_commands(app, bench);
   hrm::cli::add_tasks_commands(app);
   hrm::cli::add_contam_commands(app, bench);
   try {
