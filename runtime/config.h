@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace hrm {
 
@@ -29,15 +30,20 @@ struct ModelConfig {
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
   double embedding_scale = 1.0;
-  double initializer_range = 0.0;  // 0 when absent
+  double initializer_range = 0.02; // HrmTextConfig's default when absent
   bool prefix_lm = true;
   int64_t bos_token_id = -1;       // -1 when absent
-  int64_t eos_token_id = -1;
+  int64_t eos_token_id = -1;       // the first of eos_token_ids
+  std::vector<int64_t> eos_token_ids;  // eos_token_id may be a list in config.json
   int64_t pad_token_id = -1;
-  std::string torch_dtype;         // "bfloat16", "float32", ... ("" when absent)
+  std::string torch_dtype;         // "bfloat16", "float32", ... ("" when absent); "dtype" or "torch_dtype"
+  bool tie_word_embeddings = false; // true: no lm_head.weight, the embedding is reused
 
   // KV-cache slots per token: one per (stack invocation, block). DESIGN §2.
   int64_t kv_slots() const { return (H_cycles * (L_cycles + 1)) * num_layers_per_stack; }
+  // Width of the attention projections (q, k, v, gate outputs; o_proj input). Transformers does not
+  // require it to equal hidden_size (only hidden_size % heads == 0); head_dim defaults to 128.
+  int64_t attn_dim() const { return num_attention_heads * head_dim; }
   int64_t parameter_count() const;
 };
 
