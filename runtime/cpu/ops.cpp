@@ -1,0 +1,157 @@
+// CPU reference ops (see ops.h). Plain loops; oneTBB over independent outputs.
+#include "runtime/cpu/ops.h"
+
+#include <tbb/blocked_range.h>
+#include <tbb/blocked_range2d.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace hrm::cpu {
+namespace {
+
+// Lanes of the fixed-order dot product: wide enough for the compiler to vectorise (AVX2 = 8
+// floats), and a fixed summation tree so results do not depend on threads or tiling.
+constexpr int kLanes = 8;
+// Rows of x that share one pass over a weight row (register blocking).
+constexpr int64_t kRowTile = 4;
+
+inline float reduce_lanes(const float* acc) {
+  float s = 0.f;
+  for (int l = 0; l < kLanes; ++l) s += acc[l];
+  return s;
+}
+
+// Dot products of up to kRowTile rows of x with one weight row.
+inline void dot_tile(const float* const* xs, int64_t nx, const float* w, int64_t in, float* out) {
+  float acc[kRowTile][kLanes] = {};
+  const int64_t main = in - in % kLanes;
+  for (int64_t i = 0; i < main; i += kLanes) {
+    for (int64_t r = 0; r < nx; ++r)
+      for (int l = 0; l < kLanes; ++l) acc[r][l] += xs[r][i + l] * w[i + l];
+  }
+  for (int64_t r = 0; r < nx; ++r) {
+    float tail = 0.f;
+    for (int64_t i = main; i < in; ++i) tail += xs[r][i] * w[i];
+    out[r] = reduce_lanes(acc[r]) + tail;
+  }
+}
+
+}  // namespace
+
+void matmul_nt(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, float* y) {
+  const int64_t row_tiles = (rows + kRowTile - 1) / kRowTile;
+  tbb::parallel_for(
+      tbb::blocked_range2d<int64_t>(0, row_tiles, 1, 0, out, 16), [&](const auto& r) {
+        for (int64_t t = r.rows().begin(); t < r.rows().end(); ++t) {
+          const int64_t r0 = t * kRowTile;
+          const int64_t nx = std::min(kRowTile, rows - r0);
+          const float* xs[kRowTile];
+          for (int64_t j = 0; j < nx; ++j) xs[j] = x + (r0 + j) * in;
+          for (int64_t o = r.cols().begin(); o < r.cols().end(); ++o) {
+            float res[kRowTile];
+            dot_tile(xs, nx, w + o * in, in, res);
+            for (int64_t j = 0; j < nx; ++j) y[(r0 + j) * out + o] = res[j];
+          }
+        }
+      });
+}
+
+void rms_norm(const float* x, int64_t rows, int64_t dim, float eps, float* y) {
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, 16), [&](const auto& r) {
+    for (int64_t i = r.begin(); i < r.end(); ++i) {
+      const float* xi = x + i * dim;
+      float acc[kLanes] = {};
+      const int64_t main = dim - dim % kLanes;
+      for (int64_t j = 0; j < main; j += kLanes)
+        for (int l = 0; l < kLanes; ++l) acc[l] += xi[j + l] * xi[j + l];
+      float ss = reduce_lanes(acc);
+      for (int64_t j = main; j < dim; ++j) ss += xi[j] * xi[j];
+      const float scale = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+      float* yi = y + i * dim;
+      for (int64_t j = 0; j < dim; ++j) yi[j] = xi[j] * scale;
+    }
+  });
+}
+
+void rope_rotate_half(float* x, int64_t rows, int64_t heads, int64_t head_dim,
+                      std::span<const int64_t> positions, std::span<const float> inv_freq) {
+  const int64_t half = head_dim / 2;
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, 8), [&](const auto& r) {
+    std::vector<float> cos_v(half), sin_v(half);
+    for (int64_t i = r.begin(); i < r.end(); ++i) {
+      const float pos = static_cast<float>(positions[i]);
+      for (int64_t f = 0; f < half; ++f) {
+        const float angle = pos * inv_freq[f];  // fp32, as transformers computes it
+        cos_v[f] = std::cos(angle);
+        sin_v[f] = std::sin(angle);
+      }
+      for (int64_t h = 0; h < heads; ++h) {
+        float* v = x + i * heads * head_dim + h * head_dim;
+        for (int64_t f = 0; f < half; ++f) {
+          const float x1 = v[f], x2 = v[f + half];
+          v[f] = x1 * cos_v[f] - x2 * sin_v[f];
+          v[f + half] = x2 * cos_v[f] + x1 * sin_v[f];
+        }
+      }
+    }
+  });
+}
+
+void silu_mul(const float* gate, const float* up, int64_t n, float* y) {
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, 4096), [&](const auto& r) {
+    for (int64_t i = r.begin(); i < r.end(); ++i) {
+      const float g = gate[i];
+      y[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+  });
+}
+
+void gated_attention(const float* q, const float* gate, int64_t n_q, int64_t q_start,
+                     const float* k, const float* v, int64_t n_kv, int64_t prefix_len,
+                     int64_t heads, int64_t head_dim, float* out) {
+  const int64_t stride = heads * head_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  tbb::parallel_for(tbb::blocked_range2d<int64_t>(0, heads, 1, 0, n_q, 4), [&](const auto& r) {
+    std::vector<float> score(n_kv);
+    for (int64_t h = r.rows().begin(); h < r.rows().end(); ++h) {
+      for (int64_t i = r.cols().begin(); i < r.cols().end(); ++i) {
+        const int64_t pos = q_start + i;
+        const float* qi = q + i * stride + h * head_dim;
+        // Visible keys: the whole prefix, plus causal keys up to the query itself.
+        const int64_t visible = std::min(n_kv, std::max(prefix_len, pos + 1));
+        float mx = -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j < visible; ++j) {
+          const float* kj = k + j * stride + h * head_dim;
+          float acc[kLanes] = {};
+          const int64_t main = head_dim - head_dim % kLanes;
+          for (int64_t d = 0; d < main; d += kLanes)
+            for (int l = 0; l < kLanes; ++l) acc[l] += qi[d + l] * kj[d + l];
+          float s = reduce_lanes(acc);
+          for (int64_t d = main; d < head_dim; ++d) s += qi[d] * kj[d];
+          score[j] = s * scale;
+          mx = std::max(mx, score[j]);
+        }
+        float denom = 0.f;
+        for (int64_t j = 0; j < visible; ++j) {
+          score[j] = std::exp(score[j] - mx);
+          denom += score[j];
+        }
+        float* o = out + i * stride + h * head_dim;
+        std::fill(o, o + head_dim, 0.f);
+        for (int64_t j = 0; j < visible; ++j) {
+          const float p = score[j] / denom;
+          const float* vj = v + j * stride + h * head_dim;
+          for (int64_t d = 0; d < head_dim; ++d) o[d] += p * vj[d];
+        }
+        const float* gi = gate + i * stride + h * head_dim;
+        for (int64_t d = 0; d < head_dim; ++d) o[d] *= 1.0f / (1.0f + std::exp(-gi[d]));
+      }
+    }
+  });
+}
+
+}  // namespace hrm::cpu

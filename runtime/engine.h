@@ -1,0 +1,68 @@
+// The generation engine: the runtime's interface to the harness (eval/) and the CLI.
+//
+// A request is a token prompt (the whole bidirectional prefix, prompt format already applied) plus
+// its own generation settings. The engine batches requests (continuous batching: new prompts are
+// prefilled in the same step as others decode), and hands each result back as soon as it finishes.
+// Budget rule (the reference's simple_inference_engine): a prompt of >= context_len tokens yields an
+// empty generation (finish kContext); otherwise at most min(max_new_tokens, context_len - prompt)
+// tokens are generated. Not for: prompt formatting (prompt.h) or scoring.
+//
+// Example:
+//   auto engine = hrm::make_cpu_engine(model, {.max_batch = 16});
+//   engine->generate(requests, [&](size_t i, hrm::GenerationResult r) { ... });
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "runtime/sampling.h"
+#include "runtime/tokenizer.h"
+
+namespace hrm {
+
+class Model;
+
+struct GenerationRequest {
+  std::vector<TokenId> prompt;
+  int64_t max_new_tokens = 256;
+  int64_t context_len = 0;  // 0: the model's max_position_embeddings
+  SamplingParams sampling;
+  std::vector<TokenId> stop_ids;  // generation ends after emitting one of these (kept in `tokens`)
+  bool ignore_eos = false;        // keep going through stop ids (benchmarks with fixed lengths)
+};
+
+enum class FinishReason { kStop, kLength, kContext };
+const char* finish_reason_name(FinishReason r);
+
+struct GenerationResult {
+  std::vector<TokenId> tokens;  // generated ids; ends with the stop id when finish == kStop
+  FinishReason finish = FinishReason::kLength;
+};
+
+struct EngineOptions {
+  int64_t max_batch = 16;  // sequences decoded together
+};
+
+struct EngineStats {
+  int64_t prompt_tokens = 0, generated_tokens = 0, steps = 0;
+  double prefill_seconds = 0, decode_seconds = 0;  // steps with any prefill count as prefill
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  // Runs every request; `on_done(index, result)` is called once per request as it finishes
+  // (from the calling thread). Throws hrm::Error on invalid requests before doing any work.
+  virtual void generate(std::span<const GenerationRequest> requests,
+                        const std::function<void(size_t, GenerationResult)>& on_done) = 0;
+  virtual const EngineStats& stats() const = 0;
+  virtual std::string name() const = 0;
+};
+
+std::unique_ptr<Engine> make_cpu_engine(const Model& model, EngineOptions options = {});
+
+}  // namespace hrm
