@@ -3,7 +3,7 @@
 //
 // The header is validated completely on open: JSON shape, dtypes, shapes, offsets inside the data
 // section, no overlaps, byte counts equal to numel × element size. Every error names the file and
-// the tensor. Not for: writing checkpoints (see safetensors_writer.h when it exists).
+// the tensor. Not for: writing checkpoints (see safetensors_writer.h).
 //
 // Example:
 //   hrm::Checkpoint ckpt = hrm::Checkpoint::open("model_dir");
@@ -26,6 +26,9 @@ namespace hrm {
 enum class DType { kF32, kF16, kBF16 };
 std::string_view dtype_name(DType dt);  // "F32", "F16", "BF16" as spelled in safetensors
 size_t dtype_size(DType dt);
+// Exact widening of one bf16 / IEEE half value (subnormals, infinities, NaN payloads included).
+float bf16_to_f32(uint16_t bits);
+float f16_to_f32(uint16_t bits);
 
 struct TensorView {
   std::string name;
@@ -53,6 +56,7 @@ class SafetensorsFile {
 
   const std::map<std::string, TensorView>& tensors() const;
   const std::map<std::string, std::string>& metadata() const;
+  const std::string& origin() const;  // the path (or origin given to from_bytes), for messages
 
  private:
   struct Impl;
@@ -62,6 +66,8 @@ class SafetensorsFile {
 
 // All tensors of a model directory: model.safetensors, or the shards named by
 // model.safetensors.index.json (every shard listed must exist and hold the tensors the index says).
+// A single model.safetensors wins when both exist, as in Transformers. A tensor stored in two files
+// is an error. The Checkpoint may be moved; the views stay valid as long as it lives.
 class Checkpoint {
  public:
   static Checkpoint open(const std::filesystem::path& model_dir);
