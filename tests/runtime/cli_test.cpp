@@ -1,0 +1,84 @@
+// End-to-end tests of `hrmbench info` and `hrmbench generate` on the transformers-made fixtures.
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "test_util.h"
+
+namespace hrm {
+namespace {
+
+struct CmdResult {
+  int status;
+  std::string out;
+};
+
+// Runs the built binary with `args`; stdout captured, stderr discarded unless `with_stderr`.
+CmdResult hrmbench(const std::string& args, bool with_stderr = false) {
+  const char* bin = std::getenv("HRM_BINARY");
+  EXPECT_NE(bin, nullptr) << "HRM_BINARY not set";
+  const std::string cmd = std::string(bin) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+std::string join(const rapidjson::Value& arr) {
+  std::string s;
+  for (const auto& v : arr.GetArray()) {
+    if (!s.empty()) s += ',';
+    s += std::to_string(v.GetInt());
+  }
+  return s;
+}
+
+TEST(Cli, GeneratePromptIdsMatchesTransformersGreedy) {
+  for (const char* name : {"tiny_f32", "tiny_bf16_unfused"}) {
+    const auto dir = test::fixtures() / "models" / name;
+    auto doc = test::read_json(dir / "expected.json");
+    const auto& c = doc["cases"][2];
+    const CmdResult r = hrmbench("generate --model " + dir.string() + " --prompt-ids " + join(c["prompt"]) +
+                           " --max-new-tokens " + std::to_string(c["greedy"].Size()) +
+                           " --ignore-eos --print-ids");
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(r.out, join(c["greedy"]) + "\n") << name;
+  }
+}
+
+TEST(Cli, InfoParameterCountEqualsTensorTotal) {
+  // `parameters` comes from the config formula, `stored_parameters` from summing tensor sizes.
+  for (const char* name : {"tiny_f32", "tiny_bf16_unfused", "tiny_sharded_old_config"}) {
+    const CmdResult r = hrmbench("info --json " + (test::fixtures() / "models" / name).string());
+    ASSERT_EQ(r.status, 0) << r.out;
+    rapidjson::Document d;
+    d.Parse(r.out.c_str());
+    ASSERT_FALSE(d.HasParseError()) << r.out;
+    EXPECT_EQ(d["parameters"].GetInt64(), d["stored_parameters"].GetInt64()) << name;
+    // 16 slots x (K and V) x heads*head_dim x 2 bytes for tiny_f32 (2 blocks x 2 H x (3+1) L).
+    if (std::string(name) == "tiny_f32") {
+      EXPECT_EQ(d["kv_bytes_per_token_bf16"].GetInt64(), 16 * 2 * 32 * 2);
+    }
+  }
+}
+
+TEST(Cli, ClearErrors) {
+  CmdResult r = hrmbench("info /nonexistent/model", true);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("/nonexistent/model"), std::string::npos) << r.out;
+  const std::string model = (test::fixtures() / "models" / "tiny_f32").string();
+  r = hrmbench("generate --model " + model + " --prompt-ids 1,x,3", true);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("'x' is not a token id"), std::string::npos) << r.out;
+  r = hrmbench("generate --model " + model + " --prompt hello", true);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("tokenizer"), std::string::npos) << r.out;
+  r = hrmbench("generate --model " + model + " --prompt-ids 1,2,3 --context 3", true);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("context"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace hrm
