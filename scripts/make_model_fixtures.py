@@ -14,6 +14,10 @@ What expected.json holds, per case:
   greedy          12 greedy tokens after the prompt, by full recomputation at every step with
                   the PrefixLM mask (the defining semantics); the script asserts that transformers'
                   own cached `generate()` gives the same tokens.
+tiny_text additionally uses the test tokenizer (tests/fixtures/tokenizer/tokenizer.json, made by
+scripts/make_tokenizer_fixture.py; linked into the model dir) and records text prompts: the prompt
+string in the HRM-Text format, its ids from `tokenizers`, the greedy ids until `<|box_end|>`, and the
+text as the reference engine decodes it (trailing stop token dropped, special tokens kept).
 Models saved in bf16 are evaluated by transformers after upcasting the bf16 weights to fp32 (the
 C++ reference computes in fp32 too), so the tolerance stays the fp32 one.
 
@@ -117,6 +121,49 @@ def write_case_file(model, out_dir, cases, rng):
         }, f, separators=(",", ":"))
 
 
+TOKENIZER = os.path.join(ROOT, "..", "tokenizer", "tokenizer.json")
+CONDITIONS = {"direct": "<|object_ref_start|>", "cot": "<|object_ref_end|>", "noisy": "<|quad_start|>",
+              "synth": "<|quad_end|>"}
+TEXT_PROMPTS = [("What is 12 + 30?", "synth,cot"),
+                ("  Natalia sold clips to 48 of her friends in April.\n", "direct"),
+                ("Which gas do plants absorb?\nA. oxygen\nB. carbon dioxide\nAnswer:", "direct")]
+
+
+def write_text_model(rng):
+    """A model whose vocabulary is the test tokenizer's, for text-in/text-out tests."""
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(TOKENIZER)
+    eos = tok.token_to_id("<|box_end|>")
+    m = make_model(4, torch.bfloat16, vocab_size=tok.get_vocab_size(), hidden_size=16, intermediate_size=32,
+                   num_hidden_layers=1, num_attention_heads=2, head_dim=8, H_cycles=2, L_cycles=2,
+                   max_position_embeddings=256, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                   bos_token_id=6, eos_token_id=eos, pad_token_id=5)
+    d = os.path.join(ROOT, "tiny_text")
+    m.to(torch.bfloat16).save_pretrained(d)  # exact: the weights are already bf16-rounded
+    m.to(torch.float32)
+    os.symlink(os.path.join("..", "..", "tokenizer", "tokenizer.json"), os.path.join(d, "tokenizer.json"))
+    records = []
+    for text, cond in TEXT_PROMPTS:
+        prompt_string = "<|im_start|>" + "".join(CONDITIONS[c] for c in cond.split(",")) + text.strip() + "<|im_end|>"
+        ids = tok.encode(prompt_string, add_special_tokens=False).ids
+        out = []
+        for _ in range(16):
+            nxt = int(torch.argmax(prefix_forward(m, ids, out)[-1]))
+            out.append(nxt)
+            if nxt == eos:
+                break
+        with torch.no_grad():
+            gen = m.generate(input_ids=torch.tensor([ids]), token_type_ids=torch.ones(1, len(ids), dtype=torch.long),
+                             max_new_tokens=16, do_sample=False, eos_token_id=eos, pad_token_id=0)
+        assert gen[0, len(ids):].tolist() == out, "cached generate disagrees with recomputation"
+        body = out[:-1] if out and out[-1] == eos else out
+        records.append({"text": text, "condition": cond, "prompt_string": prompt_string, "prompt_ids": ids,
+                        "generated_ids": out, "generated_text": tok.decode(body, skip_special_tokens=False)})
+    with open(os.path.join(d, "expected.json"), "w") as f:
+        json.dump({"made_by": "scripts/make_model_fixtures.py", "transformers": transformers.__version__,
+                   "tokenizer": "tests/fixtures/tokenizer/tokenizer.json", "cases": records}, f, indent=1)
+
+
 def main():
     if os.path.isdir(ROOT):
         shutil.rmtree(ROOT)
@@ -157,6 +204,8 @@ def main():
     cfg["num_hidden_layers"] = cfg.pop("num_layers_per_stack")
     json.dump(cfg, open(cfg_path, "w"), indent=2)
     write_case_file(m, d, cases, rng)
+
+    write_text_model(rng)
 
     for name in sorted(os.listdir(ROOT)):
         files = os.listdir(os.path.join(ROOT, name))

@@ -48,6 +48,29 @@ TEST(Cli, GeneratePromptIdsMatchesTransformersGreedy) {
   }
 }
 
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+TEST(Cli, GenerateTextMatchesTransformersAndTokenizers) {
+  // tiny_text's tokenizer.json links to the test tokenizer; prompts go through the prompt format,
+  // generation stops at <|box_end|>, and the text is decoded as the reference engine does.
+  const auto dir = test::fixtures() / "models" / "tiny_text";
+  auto doc = test::read_json(dir / "expected.json");
+  for (const auto& c : doc["cases"].GetArray()) {
+    const std::string args = "generate --model " + dir.string() + " --prompt " +
+                             shell_quote(c["text"].GetString()) + " --condition " +
+                             c["condition"].GetString() + " --max-new-tokens 16";
+    CmdResult r = hrmbench(args);
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(r.out, std::string(c["generated_text"].GetString()) + "\n");
+    r = hrmbench(args + " --print-ids");
+    EXPECT_EQ(r.out, join(c["generated_ids"]) + "\n");
+  }
+}
+
 TEST(Cli, InfoParameterCountEqualsTensorTotal) {
   // `parameters` comes from the config formula, `stored_parameters` from summing tensor sizes.
   for (const char* name : {"tiny_f32", "tiny_bf16_unfused", "tiny_sharded_old_config"}) {
