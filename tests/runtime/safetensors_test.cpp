@@ -359,6 +359,19 @@ TEST(Safetensors, RefusesBadHeaderLengthAndJson) {
   expect_header_error("", 0, {"bad.safetensors", "not valid JSON"});
 }
 
+TEST(Safetensors, RefusesHeadersAboveTheReferenceLimit) {
+  // A sparse file just over the 100 MB header limit: mapped, never read, so it costs no disk or RAM.
+  TempDir tmp;
+  const fs::path path = tmp.path() / "huge_header.safetensors";
+  const uint64_t header_len = 100'000'001;
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(&header_len), 8);
+  }
+  fs::resize_file(path, 8 + header_len);
+  expect_error([&] { hrm::SafetensorsFile::open(path); }, {path.string(), "header length 100000001", "limit"});
+}
+
 TEST(Safetensors, AcceptsPaddedEmptyHeader) {
   const std::vector<std::byte> bytes = image("{}      ", 0);
   EXPECT_TRUE(hrm::SafetensorsFile::from_bytes(bytes, "ok").tensors().empty());
@@ -412,6 +425,16 @@ TEST(Checkpoint, NamesBothFilesWhenNeitherExists) {
   TempDir tmp;
   expect_error([&] { hrm::Checkpoint::open(tmp.path()); },
                {tmp.path().string(), "model.safetensors", "model.safetensors.index.json"});
+}
+
+TEST(Checkpoint, PrefersTheSingleFileOverAnIndex) {
+  TempDir tmp;
+  hrm::SafetensorsWriter w;
+  const std::vector<float> v = {1.0f, 2.0f};
+  w.add("only_in_single", hrm::DType::kF32, {2}, v);
+  w.write(tmp.path() / "model.safetensors");
+  write_text(tmp.path() / "model.safetensors.index.json", R"({"weight_map": {"x": "missing.safetensors"}})");
+  EXPECT_EQ(hrm::Checkpoint::open(tmp.path()).names(), std::vector<std::string>{"only_in_single"});
 }
 
 TEST(Checkpoint, RefusesBrokenIndexes) {
