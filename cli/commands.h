@@ -14,5 +14,9 @@ void add_tokenizer_commands(CLI::App& app, CLI::App& bench);
 void add_tasks_commands(CLI::App& app);
 // contam index/scan/merge/report, bench contam (cmd_contam.cpp)
 void add_contam_commands(CLI::App& app, CLI::App& bench);
+// run, merge, compare, report (cmd_eval.cpp)
+void add_eval_commands(CLI::App& app);
+// train, make-corpus (cmd_train.cpp)
+void add_train_commands(CLI::App& app);
 
 }  // namespace hrm::cli
