@@ -19,8 +19,10 @@
 namespace {
 
 std::filesystem::path fixtures() {
-  const char* dir = std::getenv("HRM_FIXTURES");
-  return dir ? std::filesystem::path(dir) : std::filesystem::path("tests/fixtures");
+  // HRM_FIXTURES is set by tests/CMakeLists.txt; fall back to HRM_SOURCE_DIR, then the cwd.
+  if (const char* dir = std::getenv("HRM_FIXTURES")) return std::filesystem::path(dir);
+  if (const char* src = std::getenv("HRM_SOURCE_DIR")) return std::filesystem::path(src) / "tests" / "fixtures";
+  return std::filesystem::path("tests/fixtures");
 }
 
 std::string read_text(const std::filesystem::path& path) {

@@ -26,8 +26,10 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path fixtures() {
-  const char* dir = std::getenv("HRM_FIXTURES");
-  return dir ? fs::path(dir) : fs::path("tests/fixtures");
+  // HRM_FIXTURES is set by tests/CMakeLists.txt; fall back to HRM_SOURCE_DIR, then the cwd.
+  if (const char* dir = std::getenv("HRM_FIXTURES")) return fs::path(dir);
+  if (const char* src = std::getenv("HRM_SOURCE_DIR")) return fs::path(src) / "tests" / "fixtures";
+  return fs::path("tests/fixtures");
 }
 
 std::string read_text(const fs::path& path) {
