@@ -45,6 +45,9 @@ constexpr uint32_t kRegexMatchLimit = 10'000'000;
 constexpr size_t kJitStackStart = 32 * 1024;
 constexpr size_t kJitStackMax = 64 * 1024 * 1024;
 
+// Nested normalizer Sequences beyond this are refused (real files use one level at most).
+constexpr int kMaxSequenceDepth = 8;
+
 // ByteLevel with use_regex=true splits with GPT-2's pattern (tokenizers' byte_level.rs).
 constexpr char kGpt2Regex[] =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
@@ -338,14 +341,15 @@ struct Tokenizer::Impl {
                      [](const Added& a, const Added& b) { return a.content.size() > b.content.size(); });
   }
 
-  void load_normalizer(const rapidjson::Value& n, const std::string& where) {
+  void load_normalizer(const rapidjson::Value& n, const std::string& where, int depth = 0) {
+    if (depth > kMaxSequenceDepth) throw Error(cat(where, ": Sequence nested deeper than ", kMaxSequenceDepth));
     const std::string type = type_of(n, where);
     if (type == "NFC") {
       nfc_normalize = true;
     } else if (type == "Sequence") {
       const rapidjson::Value& list = member(n, "normalizers", where);
       if (!list.IsArray()) throw Error(cat(where, ".normalizers: expected an array"));
-      for (rapidjson::SizeType i = 0; i < list.Size(); ++i) load_normalizer(list[i], cat(where, ".normalizers[", i, "]"));
+      for (rapidjson::SizeType i = 0; i < list.Size(); ++i) load_normalizer(list[i], cat(where, ".normalizers[", i, "]"), depth + 1);
     } else {
       throw Error(cat(where, ".type '", type, "' is not supported (NFC, or a Sequence of NFC)"));
     }
@@ -486,6 +490,9 @@ struct Tokenizer::Impl {
       const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
       const size_t s = ov[0];
       const size_t e = ov[1];
+      // PCRE2 can report odd spans for patterns with \K; refuse them rather than cut wrongly.
+      if (s < last || e < s || e > text.size())
+        throw Error(cat(origin, ": pre_tokenizer regex reported an invalid match span at byte ", pos));
       if (s > last) fn(text.substr(last, s - last));
       if (e > s) {
         fn(text.substr(s, e - s));
@@ -616,7 +623,8 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
 
 Tokenizer Tokenizer::from_json(std::string_view json, std::string_view origin) {
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseValidateEncodingFlag>(json.data(), json.size());
+  // Iterative parsing: deeply nested input must not exhaust the stack.
+  doc.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(json.data(), json.size());
   if (doc.HasParseError()) {
     throw Error(cat(origin, ": malformed JSON at byte ", doc.GetErrorOffset(), ": ",
                     rapidjson::GetParseError_En(doc.GetParseError())));
