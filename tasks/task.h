@@ -117,6 +117,12 @@ class Suite {
 std::unique_ptr<Suite> load_suite(std::string_view name, const std::filesystem::path& data_dir,
                                   const LoadOptions& options = {});
 
+// One line of a samples file (DESIGN §8): doc_id, prompt_hash, prompt, generation, extracted
+// (null when invalid), target and the per-sample metrics as numbers. No trailing newline.
+std::string sample_json(const Suite& suite, std::size_t doc_id, std::string_view generation, const SampleScore& score);
+// The aggregate as one JSON object: suite, n_scored, n_missing, metrics {name, name_stderr}, groups.
+std::string aggregate_json(const Aggregate& aggregate);
+
 // Identity of a prompt text for logs and caches: XXH3-64 of the UTF-8 bytes, 16 hex digits.
 std::string prompt_hash(std::string_view prompt);
 
