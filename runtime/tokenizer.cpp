@@ -38,7 +38,8 @@ constexpr int64_t kMaxTokenId = int64_t{1} << 24;
 // only churn it), in shards so that threads encoding at once rarely wait for each other.
 constexpr size_t kMaxCachedWordBytes = 128;
 constexpr size_t kCacheShards = 16;
-constexpr size_t kCacheShardCapacity = 1 << 14;
+constexpr size_t kCacheShardSlots = size_t{1} << 15;  // a power of two; at most half are used
+constexpr int kCacheShardShift = 48;
 // PCRE2 limits: a hostile Split regex from a tokenizer.json must fail, not hang.
 constexpr uint32_t kRegexMatchLimit = 10'000'000;
 // JIT stack for very long whitespace runs, created only when the default 32 KiB is too small.
@@ -121,11 +122,14 @@ int32_t alphabet_byte(std::string_view s, size_t& i) {
   return alphabet.cp_to_byte[cp];
 }
 
+bool is_ascii(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<uint8_t>(c) < 0x80; });
+}
+
 }  // namespace
 
 std::string nfc(std::string_view text) {
-  const bool ascii = std::all_of(text.begin(), text.end(), [](char c) { return static_cast<uint8_t>(c) < 0x80; });
-  if (ascii) return std::string(text);  // ASCII is always in NFC
+  if (is_ascii(text)) return std::string(text);  // ASCII is always in NFC
   utf8proc_uint8_t* out = nullptr;
   const auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
                               static_cast<utf8proc_ssize_t>(text.size()), &out,
@@ -172,9 +176,48 @@ struct Tokenizer::Impl {
   std::optional<TokenId> unk;
   bool fuse_unk = false;
 
+  // One shard of the BPE word cache: open addressing with linear probing over a power-of-two
+  // table, keys and ids in two arenas. When half full it is simply emptied: the words that
+  // matter come back at once, and memory stays bounded without any eviction bookkeeping.
   struct CacheShard {
+    struct Slot {
+      uint64_t hash = 0;
+      uint32_t key_offset = 0;
+      uint32_t ids_offset = 0;
+      uint16_t key_length = 0;
+      uint16_t id_count = 0;
+      bool used = false;
+    };
     std::mutex mu;
-    StringMap<std::vector<TokenId>> words;
+    std::vector<Slot> slots;  // allocated on first insert: most tokenizers in tests never fill it
+    std::string keys;
+    std::vector<TokenId> ids;
+    size_t used = 0;
+
+    // The slot holding `word`, or the empty slot where it would go (slots must not be empty).
+    Slot& find(std::string_view word, uint64_t hash) {
+      constexpr size_t kMask = kCacheShardSlots - 1;
+      for (size_t i = hash & kMask;; i = (i + 1) & kMask) {
+        Slot& s = slots[i];
+        if (!s.used) return s;
+        if (s.hash == hash && s.key_length == word.size() &&
+            std::string_view(keys).substr(s.key_offset, s.key_length) == word)
+          return s;
+      }
+    }
+    void insert(Slot& slot, std::string_view word, uint64_t hash, std::span<const TokenId> word_ids) {
+      slot = Slot{hash, static_cast<uint32_t>(keys.size()), static_cast<uint32_t>(ids.size()),
+                  static_cast<uint16_t>(word.size()), static_cast<uint16_t>(word_ids.size()), true};
+      keys.append(word);
+      ids.insert(ids.end(), word_ids.begin(), word_ids.end());
+      ++used;
+    }
+    void clear() {
+      std::fill(slots.begin(), slots.end(), Slot{});
+      keys.clear();
+      ids.clear();
+      used = 0;
+    }
   };
   mutable std::array<CacheShard, kCacheShards> cache;
 
@@ -509,23 +552,38 @@ struct Tokenizer::Impl {
 
   // BPE on one pre-token (its raw bytes); appends the ids to out.
   void bpe(std::string_view word, std::vector<TokenId>& out) const {
-    if (word.size() <= kMaxCachedWordBytes) {
-      CacheShard& shard = cache[StringHash{}(word) % kCacheShards];
-      std::lock_guard<std::mutex> lock(shard.mu);
-      auto it = shard.words.find(word);
-      if (it != shard.words.end()) {
-        out.insert(out.end(), it->second.begin(), it->second.end());
+    // One byte needs no merging and no cache (spaces, digits and punctuation often come alone).
+    if (word.size() == 1 && !ignore_merges) {
+      const TokenId id = byte_token[static_cast<uint8_t>(word[0])];
+      if (id >= 0) {
+        out.push_back(id);
         return;
       }
     }
-    std::vector<TokenId> ids = bpe_uncached(word);
-    out.insert(out.end(), ids.begin(), ids.end());
-    if (word.size() <= kMaxCachedWordBytes) {
-      CacheShard& shard = cache[StringHash{}(word) % kCacheShards];
-      std::lock_guard<std::mutex> lock(shard.mu);
-      if (shard.words.size() >= kCacheShardCapacity) shard.words.clear();
-      shard.words.emplace(std::string(word), std::move(ids));
+    if (word.size() > kMaxCachedWordBytes) {
+      const std::vector<TokenId> ids = bpe_uncached(word);
+      out.insert(out.end(), ids.begin(), ids.end());
+      return;
     }
+    const uint64_t hash = StringHash{}(word);
+    // The shard comes from the high bits, the slot from the low bits, so they stay independent.
+    CacheShard& shard = cache[(hash >> kCacheShardShift) % kCacheShards];
+    {
+      std::lock_guard<std::mutex> lock(shard.mu);
+      const CacheShard::Slot* slot = shard.slots.empty() ? nullptr : &shard.find(word, hash);
+      if (slot && slot->used) {
+        const TokenId* p = shard.ids.data() + slot->ids_offset;
+        out.insert(out.end(), p, p + slot->id_count);
+        return;
+      }
+    }
+    const std::vector<TokenId> ids = bpe_uncached(word);
+    out.insert(out.end(), ids.begin(), ids.end());
+    std::lock_guard<std::mutex> lock(shard.mu);
+    if (shard.slots.empty()) shard.slots.resize(kCacheShardSlots);
+    if (shard.used * 2 >= kCacheShardSlots) shard.clear();
+    CacheShard::Slot& slot = shard.find(word, hash);
+    if (!slot.used) shard.insert(slot, word, hash, ids);  // another thread may have added it
   }
 
   std::vector<TokenId> bpe_uncached(std::string_view word) const {
@@ -646,7 +704,7 @@ std::vector<TokenId> Tokenizer::encode(std::string_view text) const {
   if (t.split) md.reset(pcre2_match_data_create_from_pattern(t.split.get(), nullptr));
   auto encode_piece = [&](std::string_view piece) {
     std::string normalized;
-    if (t.nfc_normalize) {
+    if (t.nfc_normalize && !is_ascii(piece)) {  // ASCII is always in NFC: skip the copy
       normalized = nfc(piece);
       piece = normalized;
     }

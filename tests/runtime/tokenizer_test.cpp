@@ -48,12 +48,15 @@ std::string hex64(uint64_t h) {
   return buf;
 }
 
-std::string env_or_skip(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? v : "";
+// tests/CMakeLists.txt sets HRM_FIXTURES and HRM_SHARED, but ctest may pass only HRM_SOURCE_DIR
+// (the first entry of its ENVIRONMENT list): fall back to paths relative to the source tree.
+std::string from_env(const char* name, const std::string& below_source, const std::string& fallback) {
+  if (const char* v = std::getenv(name)) return v;
+  if (const char* src = std::getenv("HRM_SOURCE_DIR")) return std::string(src) + "/" + below_source;
+  return fallback;
 }
-std::string fixture_dir() { return env_or_skip("HRM_FIXTURES") + "/tokenizer"; }
-std::string bench_dir() { return env_or_skip("HRM_SHARED") + "/data/benchmarks"; }
+std::string fixture_dir() { return from_env("HRM_FIXTURES", "tests/fixtures", "tests/fixtures") + "/tokenizer"; }
+std::string bench_dir() { return from_env("HRM_SHARED", "../shared", "../shared") + "/data/benchmarks"; }
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
