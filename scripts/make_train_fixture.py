@@ -21,6 +21,10 @@ Writes tests/fixtures/train/step/: config.json + model.safetensors (save_pretrai
 expected.json (samples, per case: bp_steps, loss, gradient norms per tensor, a few gradient entries,
 and after one optimizer step a few updated weights).
 
+Also writes tests/fixtures/train/tokenized/: two directories in the data pipeline's format (DESIGN §3)
+written with numpy (tokens.npy as <u4 in one and <i4 in the other, the index arrays <i8) and
+expected.json listing each sample's instruction and response ids, for tests/runtime/data_test.cpp.
+
 Re-run: python3 scripts/make_train_fixture.py   (made with torch 2.15.0, transformers 5.23.0, CPU)
 """
 import json
@@ -135,7 +139,33 @@ def adam_atan2_step(params):
     return out
 
 
+def make_tokenized():
+    import numpy as np
+    root = os.path.join(OUT, "..", "tokenized")
+    rng = np.random.default_rng(5)
+    expected = []
+    for name, dtype in (("part_a", np.uint32), ("part_b", np.int32)):
+        d = os.path.join(root, name)
+        os.makedirs(d, exist_ok=True)
+        tokens, idx = [], {k: [] for k in ("inst_start", "inst_len", "resp_start", "resp_len")}
+        for _ in range(3):
+            inst = [6] + rng.integers(12, 70000 if dtype == np.uint32 else 200, rng.integers(1, 5)).tolist() + [7]
+            resp = rng.integers(12, 200, rng.integers(0, 4)).tolist() + [11]
+            idx["inst_start"].append(len(tokens)); idx["inst_len"].append(len(inst)); tokens += inst
+            tokens += [0, 0]  # gaps between samples are allowed: only the index arrays define samples
+            idx["resp_start"].append(len(tokens)); idx["resp_len"].append(len(resp)); tokens += resp
+            expected.append({"instruction": inst, "response": resp})
+        np.save(os.path.join(d, "tokens.npy"), np.array(tokens, dtype=dtype))
+        for k, v in idx.items():
+            np.save(os.path.join(d, k + ".npy"), np.array(v, dtype=np.int64))
+    with open(os.path.join(root, "tokenizer_info.json"), "w") as f:
+        json.dump({"vocab_size": 65536}, f)
+    with open(os.path.join(root, "expected.json"), "w") as f:
+        json.dump(expected, f)
+
+
 def main():
+    make_tokenized()
     os.makedirs(OUT, exist_ok=True)
     model = make_model()
     model.save_pretrained(OUT, safe_serialization=True)

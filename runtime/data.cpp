@@ -1,0 +1,280 @@
+// Training corpora and packing (see data.h).
+#include "runtime/data.h"
+
+#include <rapidjson/document.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "common/error.h"
+
+namespace hrm {
+namespace {
+
+// The .npy magic and the header-length field width per format version (numpy format spec).
+constexpr char kNpyMagic[] = "\x93NUMPY";
+constexpr size_t kNpyMagicLen = 6;
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(cat(path.string(), ": cannot open"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The value text after 'key': in the header dict, up to the next top-level ',' or '}'.
+std::string dict_value(const std::string& header, const std::string& key, const std::string& origin) {
+  const size_t at = header.find("'" + key + "'");
+  if (at == std::string::npos) throw Error(cat(origin, ": .npy header has no '", key, "'"));
+  size_t p = header.find(':', at);
+  if (p == std::string::npos) throw Error(cat(origin, ": bad .npy header"));
+  ++p;
+  while (p < header.size() && header[p] == ' ') ++p;
+  size_t end = p;
+  int depth = 0;
+  while (end < header.size()) {
+    const char ch = header[end];
+    if (ch == '(') ++depth;
+    if (ch == ')') --depth;
+    if (depth == 0 && (ch == ',' || ch == '}')) break;
+    ++end;
+  }
+  return header.substr(p, end - p + (header[end] == ')' ? 1 : 0));
+}
+
+// splitmix64 (also used by the initialiser): the same stream on every platform, unlike std::shuffle.
+uint64_t mix(uint64_t& s) {
+  uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+std::span<const TokenId> TrainCorpus::instruction(int64_t i) const {
+  return {tokens.data() + inst_start[i], static_cast<size_t>(inst_len[i])};
+}
+std::span<const TokenId> TrainCorpus::response(int64_t i) const {
+  return {tokens.data() + resp_start[i], static_cast<size_t>(resp_len[i])};
+}
+
+void TrainCorpus::add(std::span<const TokenId> inst, std::span<const TokenId> resp) {
+  inst_start.push_back(static_cast<int64_t>(tokens.size()));
+  inst_len.push_back(static_cast<int64_t>(inst.size()));
+  tokens.insert(tokens.end(), inst.begin(), inst.end());
+  resp_start.push_back(static_cast<int64_t>(tokens.size()));
+  resp_len.push_back(static_cast<int64_t>(resp.size()));
+  tokens.insert(tokens.end(), resp.begin(), resp.end());
+}
+
+void TrainCorpus::validate(const std::string& origin, int64_t vocab) const {
+  const size_t n = inst_start.size();
+  if (inst_len.size() != n || resp_start.size() != n || resp_len.size() != n)
+    throw Error(cat(origin, ": inst_start/inst_len/resp_start/resp_len have different lengths (", n, ", ",
+                    inst_len.size(), ", ", resp_start.size(), ", ", resp_len.size(), ")"));
+  const int64_t T = static_cast<int64_t>(tokens.size());
+  for (size_t i = 0; i < n; ++i) {
+    if (inst_len[i] <= 0 || resp_len[i] <= 0)
+      throw Error(cat(origin, ": sample ", i, " has an empty instruction or response (", inst_len[i], ", ",
+                      resp_len[i], " tokens)"));
+    if (inst_start[i] < 0 || inst_start[i] + inst_len[i] > T || resp_start[i] < 0 || resp_start[i] + resp_len[i] > T)
+      throw Error(cat(origin, ": sample ", i, " spans outside the ", T, " tokens"));
+  }
+  if (vocab > 0) {
+    for (size_t i = 0; i < tokens.size(); ++i)
+      if (tokens[i] < 0 || tokens[i] >= vocab)
+        throw Error(cat(origin, ": token ", i, " has id ", tokens[i], ", outside the vocabulary [0, ", vocab, ")"));
+  }
+}
+
+TrainCorpus load_jsonl_corpus(const std::filesystem::path& path, const Tokenizer& tok, const PromptFormat& fmt) {
+  std::ifstream in(path);
+  if (!in) throw Error(cat(path.string(), ": cannot open the training JSONL"));
+  const TokenId stop = stop_token(tok, fmt);
+  TrainCorpus corpus;
+  std::string line;
+  int64_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    rapidjson::Document doc;
+    doc.Parse(line.c_str(), line.size());
+    if (doc.HasParseError() || !doc.IsObject())
+      throw Error(cat(path.string(), ":", line_no, ": not a JSON object"));
+    auto text = [&](const char* key, bool required) -> std::string {
+      const auto it = doc.FindMember(key);
+      if (it == doc.MemberEnd() || it->value.IsNull()) {
+        if (required) throw Error(cat(path.string(), ":", line_no, ": missing string field \"", key, "\""));
+        return "";
+      }
+      if (!it->value.IsString())
+        throw Error(cat(path.string(), ":", line_no, ": field \"", key, "\" must be a string"));
+      return std::string(it->value.GetString(), it->value.GetStringLength());
+    };
+    const std::vector<TokenId> inst = format_prompt(tok, fmt, text("instruction", true), text("condition", false));
+    std::vector<TokenId> resp = tok.encode(text("response", true));
+    resp.push_back(stop);  // the response ends with <|box_end|>, the token generation stops at
+    corpus.add(inst, resp);
+  }
+  if (corpus.size() == 0) throw Error(cat(path.string(), ": no training samples"));
+  return corpus;
+}
+
+std::vector<int64_t> read_npy_1d(const std::filesystem::path& path) {
+  const std::string bytes = read_file(path);
+  const std::string origin = path.string();
+  if (bytes.size() < kNpyMagicLen + 4 || std::memcmp(bytes.data(), kNpyMagic, kNpyMagicLen) != 0)
+    throw Error(cat(origin, ": not a .npy file (bad magic)"));
+  const int major = static_cast<unsigned char>(bytes[6]);
+  size_t header_len = 0, offset = 0;
+  if (major == 1) {
+    header_len = static_cast<unsigned char>(bytes[8]) | (static_cast<size_t>(static_cast<unsigned char>(bytes[9])) << 8);
+    offset = 10;
+  } else if (major == 2 || major == 3) {
+    if (bytes.size() < 12) throw Error(cat(origin, ": truncated .npy header"));
+    for (int i = 0; i < 4; ++i) header_len |= static_cast<size_t>(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
+    offset = 12;
+  } else {
+    throw Error(cat(origin, ": unsupported .npy format version ", major));
+  }
+  if (offset + header_len > bytes.size()) throw Error(cat(origin, ": truncated .npy header"));
+  const std::string header = bytes.substr(offset, header_len);
+  std::string descr = dict_value(header, "descr", origin);
+  descr.erase(std::remove(descr.begin(), descr.end(), '\''), descr.end());
+  if (dict_value(header, "fortran_order", origin) != "False")
+    throw Error(cat(origin, ": Fortran-ordered .npy arrays are not supported"));
+  std::string shape = dict_value(header, "shape", origin);
+  // "(N,)" — one dimension only.
+  if (shape.size() < 3 || shape.front() != '(' || shape.back() != ')')
+    throw Error(cat(origin, ": bad .npy shape ", shape));
+  shape = shape.substr(1, shape.size() - 2);
+  if (!shape.empty() && shape.back() == ',') shape.pop_back();
+  if (shape.find(',') != std::string::npos) throw Error(cat(origin, ": expected a 1-D array, shape (", shape, ")"));
+  const int64_t n = std::stoll(shape);
+  size_t width = 0;
+  bool is_signed = true;
+  if (descr == "<i4" || descr == "<u4") width = 4;
+  else if (descr == "<i8" || descr == "<u8") width = 8;
+  else if (descr == "<i2" || descr == "<u2") width = 2;
+  else throw Error(cat(origin, ": unsupported .npy dtype '", descr, "' (expected <i2/<u2/<i4/<u4/<i8/<u8)"));
+  is_signed = descr[1] == 'i';
+  const size_t data = offset + header_len;
+  if (bytes.size() - data != static_cast<size_t>(n) * width)
+    throw Error(cat(origin, ": .npy holds ", bytes.size() - data, " data bytes, expected ", n * width));
+  std::vector<int64_t> out(n);
+  for (int64_t i = 0; i < n; ++i) {
+    uint64_t u = 0;
+    for (size_t b = 0; b < width; ++b)
+      u |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[data + i * width + b])) << (8 * b);
+    if (is_signed && width < 8 && (u >> (8 * width - 1)) & 1) u |= ~uint64_t{0} << (8 * width);  // sign-extend
+    out[i] = static_cast<int64_t>(u);
+  }
+  return out;
+}
+
+TrainCorpus load_tokenized_corpus(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> dirs;
+  if (fs::exists(dir / "tokens.npy")) {
+    dirs.push_back(dir);
+  } else {
+    if (!fs::is_directory(dir)) throw Error(cat(dir.string(), ": not a directory"));
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.is_directory() && fs::exists(e.path() / "tokens.npy")) dirs.push_back(e.path());
+    std::sort(dirs.begin(), dirs.end());
+    if (dirs.empty()) throw Error(cat(dir.string(), ": no tokens.npy here or in any sub-directory"));
+  }
+  TrainCorpus corpus;
+  for (const fs::path& d : dirs) {
+    TrainCorpus part;
+    for (int64_t t : read_npy_1d(d / "tokens.npy")) {
+      if (t < 0 || t > std::numeric_limits<TokenId>::max())
+        throw Error(cat((d / "tokens.npy").string(), ": token id ", t, " out of range"));
+      part.tokens.push_back(static_cast<TokenId>(t));
+    }
+    part.inst_start = read_npy_1d(d / "inst_start.npy");
+    part.inst_len = read_npy_1d(d / "inst_len.npy");
+    part.resp_start = read_npy_1d(d / "resp_start.npy");
+    part.resp_len = read_npy_1d(d / "resp_len.npy");
+    part.validate(d.string(), 0);
+    const int64_t base = static_cast<int64_t>(corpus.tokens.size());
+    corpus.tokens.insert(corpus.tokens.end(), part.tokens.begin(), part.tokens.end());
+    for (int64_t i = 0; i < part.size(); ++i) {
+      corpus.inst_start.push_back(part.inst_start[i] + base);
+      corpus.inst_len.push_back(part.inst_len[i]);
+      corpus.resp_start.push_back(part.resp_start[i] + base);
+      corpus.resp_len.push_back(part.resp_len[i]);
+    }
+  }
+  return corpus;
+}
+
+TrainCorpus load_corpus(const std::filesystem::path& path, const Tokenizer* tok, const PromptFormat& fmt) {
+  if (std::filesystem::is_directory(path)) return load_tokenized_corpus(path);
+  if (!tok) throw Error(cat(path.string(), ": a JSONL corpus needs a tokenizer (--tokenizer)"));
+  return load_jsonl_corpus(path, *tok, fmt);
+}
+
+Packer::Packer(const TrainCorpus& corpus, int64_t batch_tokens, uint64_t seed)
+    : corpus_(corpus), budget_(batch_tokens), seed_(seed) {
+  if (batch_tokens <= 0) throw Error(cat("batch token budget must be positive, got ", batch_tokens));
+  for (int64_t i = 0; i < corpus.size(); ++i) {
+    if (corpus.packed_length(i) <= budget_) usable_.push_back(i);
+    else ++skipped_;
+  }
+  if (usable_.empty())
+    throw Error(cat("no training sample fits the batch budget of ", batch_tokens, " tokens (", corpus.size(),
+                    " samples)"));
+  perm_ = order(0);
+}
+
+std::vector<int64_t> Packer::order(int64_t epoch) const {
+  std::vector<int64_t> p = usable_;
+  uint64_t s = seed_ * 0x2545F4914F6CDD1Dull + static_cast<uint64_t>(epoch);
+  for (size_t i = p.size(); i > 1; --i) std::swap(p[i - 1], p[mix(s) % i]);
+  return p;
+}
+
+void Packer::seek(int64_t epoch, int64_t cursor) {
+  if (epoch < 0 || cursor < 0 || cursor > static_cast<int64_t>(usable_.size()))
+    throw Error(cat("data position (epoch ", epoch, ", cursor ", cursor, ") is outside this corpus of ",
+                    usable_.size(), " usable samples"));
+  epoch_ = epoch;
+  cursor_ = cursor;
+  perm_ = order(epoch_);
+}
+
+PackedBatch Packer::next() {
+  if (cursor_ >= static_cast<int64_t>(perm_.size())) {
+    ++epoch_;
+    cursor_ = 0;
+    perm_ = order(epoch_);
+  }
+  PackedBatch b;
+  while (cursor_ < static_cast<int64_t>(perm_.size())) {
+    const int64_t i = perm_[cursor_];
+    if (b.size() + corpus_.packed_length(i) > budget_) break;
+    b.add_sample(corpus_.instruction(i), corpus_.response(i));
+    ++cursor_;
+  }
+  return b;
+}
+
+int64_t Packer::batches_per_epoch() const {
+  int64_t batches = 0, used = budget_ + 1;
+  for (int64_t i : order(epoch_)) {
+    if (used + corpus_.packed_length(i) > budget_) {
+      ++batches;
+      used = 0;
+    }
+    used += corpus_.packed_length(i);
+  }
+  return batches;
+}
+
+}  // namespace hrm
