@@ -30,7 +30,7 @@ from fractions import Fraction
 import math_verify
 from math_verify import parse, verify
 
-SEED = 20261124
+SEED = 20261124  # --seed overrides; the committed fixture uses this one
 
 
 def last_boxed(s):
@@ -109,8 +109,9 @@ def main():
     ap.add_argument("--data", default=os.path.join(here, "..", "..", "shared", "data", "benchmarks"))
     ap.add_argument("--out", default=os.path.join(here, "..", "tests", "fixtures", "tasks", "math_parity.jsonl"))
     ap.add_argument("--cases", type=int, default=6000)
+    ap.add_argument("--seed", type=int, default=SEED, help="a different seed gives a held-out set")
     args = ap.parse_args()
-    rng = random.Random(SEED)
+    rng = random.Random(args.seed)
     rows = [json.loads(l) for l in open(os.path.join(args.data, "math/test.jsonl"), encoding="utf-8")]
     golds = [last_boxed(r["solution"]) for r in rows]
     candidates = []
@@ -118,12 +119,20 @@ def main():
         for kind, p in rewrites(g, rng, golds[rng.randrange(len(golds))]):
             candidates.append((d, kind, p))
     rng.shuffle(candidates)
-    # Every gold once against itself (the self-score check), the rest sampled.
+    # Every gold once against itself (the self-score check), then the rewrites stratified by kind so
+    # the many integer answers do not crowd out fractions, radicals, tuples and intervals.
     chosen = [(d, "same", g) for d, g in enumerate(golds)][: args.cases // 5]
-    chosen += [c for c in candidates if c[1] != "same"][: args.cases - len(chosen)]
+    by_kind = {}
+    for c in candidates:
+        if c[1] != "same":
+            by_kind.setdefault(c[1], []).append(c)
+    while len(chosen) < args.cases and any(by_kind.values()):
+        for kind in sorted(by_kind):
+            if by_kind[kind] and len(chosen) < args.cases:
+                chosen.append(by_kind[kind].pop())
     with open(args.out, "w", encoding="utf-8") as f:
         f.write(json.dumps({"_comment": f"made by scripts/tasks_make_math_fixture.py with math-verify "
-                            f"{getattr(math_verify, '__version__', '?')}; seed {SEED}; gold = last \\boxed{{}} of "
+                            f"{getattr(math_verify, '__version__', '?')}; seed {args.seed}; gold = last \\boxed{{}} of "
                             "math/test.jsonl row d; eq = verify(parse('\\\\boxed{'+gold+'}'), "
                             "parse('\\\\boxed{'+p+'}'))"}, ensure_ascii=False) + "\n")
         for d, kind, p in chosen:

@@ -72,7 +72,8 @@ std::string strip_text_groups(std::string s) {
       if (close == std::string::npos) break;
       std::string inner = s.substr(open + 1, close - open - 1);
       std::string rest = s.substr(0, p) + s.substr(close + 1);
-      bool keep = only_space(rest) || c == "\\mathrm" || c == "\\mathbf" || c == "\\operatorname" ||
+      bool letter = py::strip(inner).size() == 1 && std::isalpha(static_cast<unsigned char>(py::strip(inner)[0]));
+      bool keep = only_space(rest) || letter || c == "\\mathrm" || c == "\\mathbf" || c == "\\operatorname" ||
                   c == "\\textbf" || c == "\\textit";
       s = s.substr(0, p) + (keep ? inner : std::string(" ")) + s.substr(close + 1);
     }
@@ -104,21 +105,41 @@ Normalized normalize(std::string_view in) {
   replace_all(s, "\\dfrac", "\\frac");
   replace_all(s, "\\tfrac", "\\frac");
   replace_all(s, "\\cfrac", "\\frac");
-  for (const char* sp : {"\\!", "\\,", "\\;", "\\:", "\\ ", "~", "\\quad", "\\qquad"}) replace_all(s, sp, " ");
+  // math_normalization.py removes "\!" with the spaces after it ("25,\!000" -> "25,000").
+  static const std::regex kNegSpace(R"(\\!\s*)");
+  s = std::regex_replace(s, kNegSpace, "");
   replace_all(s, "^{\\circ}", "");
   replace_all(s, "^\\circ", "");
   replace_all(s, "\\circ", "");
   replace_all(s, "\\$", "");
   replace_all(s, "$", "");
-  replace_all(s, "\x01", "\\\\");
-  // A whole-answer \text{...} with a comma is text to math_verify ("\text{C,E}" != "C,E").
-  static const std::regex kTextList(R"(\s*\\text\{[^{}]*,[^{}]*\}\s*)");
-  if (std::regex_match(s, kTextList)) {
+  // A whole-answer \text{...} holding a list, a time or a date is text to math_verify
+  // ("\text{C,E}" != "C,E", "\text{4:30 p.m.}" != "4:30 p.m.").
+  static const std::regex kTextAnswer(R"(\s*\\text\{(?=[^{}]*[A-Za-z])[^{}]*[, :][^{}]*\}\s*)");
+  if (std::regex_match(s, kTextAnswer)) {
     n.unparseable = true;
     n.text = s;
     return n;
   }
+  // "12\text{ and }13", "7, -2, and -5": "and" separates list items.
+  static const std::regex kAnd(R"(\s*,?\s*(\\text\{\s*and\s*\}|\band\b)\s*)");
+  s = std::regex_replace(s, kAnd, ", ");
   s = strip_text_groups(s);
+  // Trailing unit words (latex2sympy2_extended math_normalization.py `units`, applied twice,
+  // before spacing commands are expanded: "10\;edges" keeps its unit there).
+  static const std::regex kUnits(
+      R"((\d|\}|\s)\s*(?:children ticket|sq inch|m square|sq m|cu cm|no change|feet|sue|digit|pound|meal|edge|)"
+      R"(student|multiple|east|degree|kmph|mph|ft|deg|mile|monkey|prime|ratio|rd|o|gm|lb|tile|per|dm|lt|gain|ab|)"
+      R"(way|west|t|h|men|soldier|pie|bc|excess|st|inches|noon|cent|by|gal|kmh|c|acre|rise|th|sq|mark|l|toy|)"
+      R"(coin|gallon|profit|minw|yr|women|am|pm|hr|square|are|rupee|rounds|cubic|cc|mtr|s|ohm|number|day|hour|)"
+      R"(minute|min|second|man|woman|sec|cube|mt|mp|hectare|more|unit|rs|kg|g|month|km|m|cm|mm|apple|liter|loss|)"
+      R"(yard|pure|year|increase|decrease|d|less|Surface|litre|metre|meter|inch)(?:s|es)?\s*$)");
+  for (int k = 0; k < 2; ++k) {
+    std::string t = std::regex_replace(s, kUnits, "$1");
+    if (!only_space(t)) s = t;
+  }
+  for (const char* sp : {"\\,", "\\;", "\\:", "\\ ", "~", "\\quad", "\\qquad"}) replace_all(s, sp, " ");
+  replace_all(s, "\x01", "\\\\");
   replace_all(s, "\\%", "%");
   s = std::string(py::strip(s));
   while (!s.empty() && s.back() == '%') {
@@ -138,19 +159,9 @@ Normalized normalize(std::string_view in) {
   // Number bases: math_verify drops the subscript of "1011_2".
   static const std::regex kBase(R"((\d)_(\{\d+\}|\d+))");
   s = std::regex_replace(s, kBase, "$1");
-  // Trailing unit words (latex2sympy2_extended math_normalization.py units, applied twice).
-  static const std::regex kUnits(
-      R"((\d|\}|\s)\s*(?:square|cubic|feet|foot|ft|inches|inch|in|yard|mile|mph|meter|metre|km|cm|mm|m|liter|litre|)"
-      R"(gallon|gal|pound|lb|kg|g|acre|hectare|degree|deg|unit|point|digit|edge|student|tile|cent|dollar|day|hour|hr|)"
-      R"(minute|min|second|sec|month|year|yr|men|women|man|woman|cube|number|coin|toy|apple|way|th|st|rd|am|pm|)"
-      R"(t|h|c|o|s|d|l)(?:s|es)?\s*$)");
-  for (int k = 0; k < 2; ++k) {
-    std::string t = std::regex_replace(s, kUnits, "$1");
-    if (!only_space(t)) s = t;
-  }
   s = std::string(py::strip(s));
   // "1,000" and "25,000.5": thousands separators, not a list.
-  static const std::regex kThousands(R"(\s*-?\d{1,3}(\s*,\s*\d{3})+(\.\d+)?\s*)");
+  static const std::regex kThousands(R"(\s*-?\d{1,3}(,\d{3})+(\.\d+)?\s*)");
   if (std::regex_match(s, kThousands))
     s.erase(std::remove_if(s.begin(), s.end(), [](char c) { return c == ',' || std::isspace(static_cast<unsigned char>(c)); }), s.end());
   n.text = std::string(py::strip(s));
@@ -533,11 +544,12 @@ bool close(Complex a, Complex b) {
 // ------------------------------------------------------------------------------- answer values
 
 struct Answer {
-  enum class Kind { Scalar, Set, Seq, Union, Text } kind = Kind::Text;
+  enum class Kind { Scalar, Set, Seq, Union, Equation, Text } kind = Kind::Text;
   NodePtr expr;                 // Scalar
   std::vector<Answer> items;    // Set, Seq, Union
   char open = 0, close = 0;     // Seq brackets
   std::string text;             // Text fallback (normalised)
+  std::string lhs;              // "x" of "x = 5" / "x \in [a, b]": the value is the right side
   bool percent = false;
 };
 
@@ -614,7 +626,17 @@ Answer parse_answer_inner(const std::string& raw, int depth) {
       std::string lhs(py::strip(parts[0]));
       bool symbol_lhs = lhs.size() == 1 && std::isalpha(static_cast<unsigned char>(lhs[0]));
       static const std::regex kFunctionLhs(R"([a-zA-Z]\([a-zA-Z]\))");
-      if (symbol_lhs || std::regex_match(lhs, kFunctionLhs)) return parse_answer(parts[1], depth + 1);
+      if (symbol_lhs || std::regex_match(lhs, kFunctionLhs)) {
+        Answer r = parse_answer(parts[1], depth + 1);
+        r.lhs = squash(lhs);
+        return r;
+      }
+      if (std::string(rel) == "=") {  // a general equation: compared side by side
+        Answer e;
+        e.kind = Answer::Kind::Equation;
+        e.items = {parse_answer(parts[0], depth + 1), parse_answer(parts[1], depth + 1)};
+        return e;
+      }
     }
   }
   auto unions = split_top(s, "\\cup");
@@ -689,6 +711,8 @@ bool items_equal_unordered(const Answer& g, const Answer& p) {
 
 bool equal(const Answer& g, const Answer& p) {
   using K = Answer::Kind;
+  // "x = 3" and "t = 3" differ; "x = 3" and "3" do not (math_verify compares Eq to Eq only).
+  if (!g.lhs.empty() && !p.lhs.empty() && g.lhs != p.lhs) return false;
   if (g.kind == K::Scalar && p.kind == K::Scalar) {
     // math_verify does not read "-8\%" as -8 (only as -0.08).
     bool negative_percent = (p.percent && p.expr->kind == Node::Kind::Neg) || (g.percent && g.expr->kind == Node::Kind::Neg);
@@ -710,6 +734,8 @@ bool equal(const Answer& g, const Answer& p) {
       return items_equal_unordered(g, p);
     case K::Seq:
       return g.open == p.open && g.close == p.close && items_equal_ordered(g, p);
+    case K::Equation:
+      return items_equal_ordered(g, p) || (equal(g.items[0], p.items[1]) && equal(g.items[1], p.items[0]));
     default:
       return g.text == p.text;
   }
