@@ -1,0 +1,144 @@
+// The training loop: bit-exact resume from a checkpoint, the Hugging Face export loading in
+// hrm::Model, and config/shape helpers.
+#include "runtime/trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include <unistd.h>
+
+#include "common/error.h"
+#include "runtime/config.h"
+
+namespace hrm {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path temp_dir(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("hrm_train_loop_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  return d;
+}
+
+// Random instruction/response pairs over a 256-token vocabulary.
+TrainCorpus random_corpus(int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  TrainCorpus c;
+  for (int i = 0; i < n; ++i) {
+    std::vector<TokenId> inst(2 + rng() % 6), resp(1 + rng() % 6);
+    for (auto& t : inst) t = static_cast<TokenId>(rng() % 256);
+    for (auto& t : resp) t = static_cast<TokenId>(rng() % 256);
+    c.add(inst, resp);
+  }
+  return c;
+}
+
+TrainOptions small_options() {
+  TrainOptions o;
+  o.steps = 6;
+  o.batch_tokens = 48;
+  o.seed = 11;
+  o.lr.lr = 1e-3;
+  o.lr.warmup_steps = 2;
+  o.bp.warmup_ratio = 0.5;  // bp_steps changes from 2 to 5 half-way: resume must get that right too
+  o.optim.ema_decay = 0.9;
+  return o;
+}
+
+bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+TEST(TrainLoop, ResumeIsBitExact) {
+  const ModelConfig cfg = shape_config("tiny", 256);
+  const TrainCorpus corpus = random_corpus(30, 1);
+  const TrainOptions o = small_options();
+
+  Trainer straight(cfg, init_weights(cfg, 5), corpus, o, make_cpu_train_backend());
+  std::vector<double> losses;
+  for (int i = 0; i < o.steps; ++i) losses.push_back(straight.step().loss);
+
+  const fs::path ckpt = temp_dir("ckpt");
+  {
+    Trainer first(cfg, init_weights(cfg, 5), corpus, o, make_cpu_train_backend());
+    for (int i = 0; i < o.steps / 2; ++i) EXPECT_EQ(first.step().loss, losses[i]);
+    first.save_checkpoint(ckpt);
+  }
+  TrainOptions resume_opts;
+  resume_opts.steps = 0;  // keep the checkpoint's
+  Trainer second = Trainer::resume(ckpt, corpus, resume_opts, make_cpu_train_backend());
+  EXPECT_EQ(second.step_count(), o.steps / 2);
+  for (int i = o.steps / 2; i < o.steps; ++i) {
+    const StepStats s = second.step();
+    EXPECT_EQ(s.loss, losses[i]) << "step " << s.step;
+  }
+  ModelWeights a = straight.weights(), b = second.weights();
+  std::vector<NamedTensor> ta = trainable_tensors(a), tb = trainable_tensors(b);
+  for (size_t i = 0; i < ta.size(); ++i) {
+    EXPECT_TRUE(bitwise_equal(*ta[i].data, *tb[i].data)) << ta[i].name;
+    EXPECT_TRUE(bitwise_equal(const_cast<AdamAtan2&>(straight.optimizer()).m()[i],
+                              const_cast<AdamAtan2&>(second.optimizer()).m()[i])) << ta[i].name;
+    EXPECT_TRUE(bitwise_equal(const_cast<AdamAtan2&>(straight.optimizer()).v()[i],
+                              const_cast<AdamAtan2&>(second.optimizer()).v()[i])) << ta[i].name;
+    EXPECT_TRUE(bitwise_equal(const_cast<AdamAtan2&>(straight.optimizer()).ema()[i],
+                              const_cast<AdamAtan2&>(second.optimizer()).ema()[i])) << ta[i].name;
+  }
+  EXPECT_TRUE(bitwise_equal(a.z_L_init, b.z_L_init));
+  EXPECT_EQ(straight.packer().cursor(), second.packer().cursor());
+  fs::remove_all(ckpt);
+}
+
+TEST(TrainLoop, ExportLoadsAsModelWithEmaWeights) {
+  const ModelConfig cfg = shape_config("tiny", 256);
+  const TrainCorpus corpus = random_corpus(10, 2);
+  Trainer t(cfg, init_weights(cfg, 6), corpus, small_options(), make_cpu_train_backend());
+  t.step();
+  t.step();
+  const fs::path dir = temp_dir("export");
+  t.export_hf(dir);
+  ASSERT_TRUE(fs::exists(dir / "config.json"));
+  ASSERT_TRUE(fs::exists(dir / "model.safetensors"));
+  const Model m = Model::load(dir);
+  EXPECT_EQ(m.config().hidden_size, cfg.hidden_size);
+  EXPECT_EQ(m.config().num_layers_per_stack, cfg.num_layers_per_stack);
+  EXPECT_EQ(m.config().embedding_scale, cfg.embedding_scale);
+  EXPECT_EQ(m.config().eos_token_id, 11);
+  const ModelWeights ema = t.optimizer().ema_weights(t.weights());
+  ModelWeights loaded = m.weights(), want = ema;
+  std::vector<NamedTensor> tl = trainable_tensors(loaded), tw = trainable_tensors(want);
+  for (size_t i = 0; i < tl.size(); ++i) EXPECT_TRUE(bitwise_equal(*tl[i].data, *tw[i].data)) << tl[i].name;
+  EXPECT_FALSE(bitwise_equal(*tl[1].data, *trainable_tensors(const_cast<ModelWeights&>(t.weights()))[1].data))
+      << "the export must hold the EMA, not the raw weights";
+  const std::vector<TokenId> prompt = {6, 40, 41, 7};
+  EXPECT_EQ(m.forward_full(prompt, 4).size(), 4u * cfg.vocab_size);
+  fs::remove_all(dir);
+}
+
+TEST(TrainLoop, ShapesAndConfigRoundTrip) {
+  const ModelConfig xl = shape_config("xl", 65536);
+  EXPECT_EQ(xl.parameter_count(), 1182795264);  // DESIGN §2
+  EXPECT_EQ(xl.kv_slots(), 128);
+  EXPECT_EQ(padded_vocab(65000), 65024);
+  EXPECT_THROW(shape_config("huge", 10), Error);
+  for (const char* s : {"tiny", "b", "l", "xl"}) {
+    const ModelConfig c = shape_config(s, 1000);
+    const ModelConfig back = parse_config(hf_config_json(c));
+    EXPECT_EQ(back.hidden_size, c.hidden_size) << s;
+    EXPECT_EQ(back.intermediate_size, c.intermediate_size) << s;
+    EXPECT_EQ(back.num_layers_per_stack, c.num_layers_per_stack) << s;
+    EXPECT_EQ(back.vocab_size, 1024) << s;
+    EXPECT_EQ(back.embedding_scale, c.embedding_scale) << s;
+    EXPECT_EQ(back.head_dim, c.head_dim) << s;
+  }
+}
+
+TEST(TrainLoop, ResumeRejectsMissingCheckpoint) {
+  const TrainCorpus corpus = random_corpus(3, 3);
+  EXPECT_THROW(Trainer::resume(temp_dir("nothing"), corpus, {}, make_cpu_train_backend()), Error);
+}
+
+}  // namespace
+}  // namespace hrm
