@@ -136,7 +136,7 @@ def write_text_model(rng):
     eos = tok.token_to_id("<|box_end|>")
     m = make_model(4, torch.bfloat16, vocab_size=tok.get_vocab_size(), hidden_size=16, intermediate_size=32,
                    num_hidden_layers=1, num_attention_heads=2, head_dim=8, H_cycles=2, L_cycles=2,
-                   max_position_embeddings=256, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                   max_position_embeddings=4096, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
                    bos_token_id=6, eos_token_id=eos, pad_token_id=5)
     d = os.path.join(ROOT, "tiny_text")
     m.to(torch.bfloat16).save_pretrained(d)  # exact: the weights are already bf16-rounded
