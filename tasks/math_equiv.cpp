@@ -31,6 +31,9 @@ using Complex = std::complex<double>;
 // math_verify.verify(float_rounding=6): numbers are compared after rounding to 6 decimals.
 constexpr double kAbsTolerance = 1e-6;
 constexpr double kRelTolerance = 1e-9;
+// Without decimal literals sympy compares exact values: 4036082/4036081 is not its reciprocal
+// although both round to 1.000000. Floating-point noise stays far below this.
+constexpr double kExactRelTolerance = 1e-12;
 // Points at which expressions with free symbols are compared.
 constexpr int kTrials = 3;
 // Parser recursion limit: inputs are model output, so nesting depth is untrusted.
@@ -175,6 +178,7 @@ using NodePtr = std::shared_ptr<Node>;
 struct Node {
   enum class Kind { Num, Sym, Add, Sub, Mul, Div, Pow, Neg, Func, Fact } kind;
   double num = 0;
+  bool decimal = false;  // a literal written with a decimal point
   std::string name;  // symbol or function name
   std::vector<NodePtr> kids;
 };
@@ -372,6 +376,7 @@ class Parser {
         ++i_;
         auto n = make(Node::Kind::Num, {});
         n->num = std::strtod(k.s.c_str(), nullptr);
+        n->decimal = k.s.find('.') != std::string::npos;
         return n;
       }
       case Token::T::Letter: {
@@ -531,13 +536,21 @@ void collect_symbols(const NodePtr& n, std::set<std::string>& out) {
   for (const auto& k : n->kids) collect_symbols(k, out);
 }
 
-bool close(Complex a, Complex b) {
+bool has_decimal(const NodePtr& n) {
+  if (n->decimal) return true;
+  for (const auto& k : n->kids)
+    if (has_decimal(k)) return true;
+  return false;
+}
+
+bool close(Complex a, Complex b, bool exact) {
   auto finite = [](Complex z) { return std::isfinite(z.real()) && std::isfinite(z.imag()); };
   if (!finite(a) || !finite(b)) {
     if (std::isnan(a.real()) || std::isnan(b.real())) return false;
     return a == b;  // same infinity
   }
   double scale = std::max(std::abs(a), std::abs(b));
+  if (exact) return std::abs(a - b) <= kExactRelTolerance * std::max(1.0, scale);
   return std::abs(a - b) <= kAbsTolerance + kRelTolerance * scale;
 }
 
@@ -683,8 +696,9 @@ bool scalar_equal(const NodePtr& g, const NodePtr& p, double pred_scale) {
   collect_symbols(g, gs);
   collect_symbols(p, ps);
   if (gs != ps) return false;
+  bool exact = !has_decimal(g) && !has_decimal(p);
   for (int t = 0; t < (gs.empty() ? 1 : kTrials); ++t)
-    if (!close(eval(g, t), eval(p, t) * pred_scale)) return false;
+    if (!close(eval(g, t), eval(p, t) * pred_scale, exact)) return false;
   return true;
 }
 
