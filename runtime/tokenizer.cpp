@@ -2,7 +2,8 @@
 //
 // The pipeline of `tokenizers`' encode(text, add_special_tokens=False), step by step:
 //   1. added tokens are found in the raw text (leftmost, then longest) and emitted as their ids;
-//   2. each piece between them is normalized (NFC);
+//   2. each piece between them is normalized (NFC), and added tokens marked `normalized` are
+//      found in it the same way;
 //   3. the Split regex cuts it into pre-tokens (matches and the gaps between them, "Isolated");
 //   4. ByteLevel maps the bytes of each pre-token to the GPT-2 alphabet (implicit here: BPE
 //      symbols are bytes, looked up through that alphabet);
@@ -155,11 +156,16 @@ struct Tokenizer::Impl {
   StringMap<TokenId> added_by_content;
 
   struct Added {
-    std::string content;
+    std::string content;  // as matched: NFC-normalized for tokens with normalized = true
     TokenId id;
   };
-  std::vector<Added> added;           // longest content first, so the first hit is the longest
-  std::array<bool, 256> added_first_byte{};
+  // Added tokens of one kind, longest content first so that the first hit is the longest.
+  struct AddedSet {
+    std::vector<Added> tokens;
+    std::array<bool, 256> first_byte{};
+  };
+  AddedSet raw_added;         // normalized = false: matched in the raw text
+  AddedSet normalized_added;  // normalized = true: matched in the normalized pieces
 
   bool nfc_normalize = false;
   std::unique_ptr<pcre2_code, PcreCodeDeleter> split;  // null: the whole piece is one pre-token
@@ -230,14 +236,14 @@ struct Tokenizer::Impl {
     return &entries[id_slot[id]];
   }
 
-  void set_id(TokenId id, Entry e, const std::string& where) {
+  // `vocab_twin`: the added token is also in model.vocab with this id (checked by the caller).
+  void set_id(TokenId id, Entry e, const std::string& where, bool vocab_twin = false) {
     if (static_cast<size_t>(id) >= id_slot.size()) id_slot.resize(static_cast<size_t>(id) + 1, -1);
     if (id_slot[id] >= 0) {
       Entry& old = entries[id_slot[id]];
       // An added token may repeat its own vocabulary entry; anything else is a clash.
-      if (e.added && !old.added && old.text == e.text) {
-        old.added = true;
-        old.special = e.special;
+      if (vocab_twin && e.added && !old.added) {
+        old = std::move(e);
         return;
       }
       throw Error(cat(where, ": duplicate id ", id, " (already used by '", old.text, "')"));
@@ -255,8 +261,9 @@ struct Tokenizer::Impl {
         throw Error(cat(origin, ": '", name, "' is set; only null is supported (encode() never truncates or pads)"));
     }
     load_model(member(root, "model", origin));
-    if (const auto* a = optional_member(root, "added_tokens")) load_added(*a);
+    // The normalizer first: normalized added tokens are stored normalized.
     if (const auto* n = optional_member(root, "normalizer")) load_normalizer(*n, origin + ": normalizer");
+    if (const auto* a = optional_member(root, "added_tokens")) load_added(*a);
     load_pre_tokenizer(member(root, "pre_tokenizer", origin));
     if (const auto* p = optional_member(root, "post_processor")) {
       const std::string type = type_of(*p, origin + ": post_processor");
@@ -364,24 +371,32 @@ struct Tokenizer::Impl {
       std::string content = get_string(member(t, "content", field), field + ".content");
       if (content.empty()) throw Error(cat(field, ".content: must not be empty"));
       if (tok::first_invalid_utf8(content)) throw Error(cat(field, ".content: not valid UTF-8"));
-      // HRM-Text's added tokens are all plain: matched verbatim in the raw text. The options
-      // below change where a match may start or end; refuse them rather than match wrongly.
-      for (const char* option : {"single_word", "lstrip", "rstrip", "normalized"}) {
+      // HRM-Text's added tokens are plain. The options below change where a match may start or
+      // end; refuse them rather than match wrongly.
+      for (const char* option : {"single_word", "lstrip", "rstrip"}) {
         if (get_bool(t, option, false, field))
           throw Error(cat(field, ".", option, " = true is not supported (content '", content, "')"));
       }
       const bool special = get_bool(t, "special", false, field);
+      // `tokenizers` defaults `normalized` to !special (AddedToken::from).
+      const bool normalized = get_bool(t, "normalized", !special, field);
       auto in_vocab = vocab.find(content);
       if (in_vocab != vocab.end() && in_vocab->second != id)
         throw Error(cat(field, ": content '", content, "' has id ", id, " but model.vocab gives it ", in_vocab->second));
       if (!added_by_content.emplace(content, id).second)
         throw Error(cat(field, ": duplicate added token '", content, "'"));
-      set_id(id, Entry{content, true, special}, field);
-      added_first_byte[static_cast<uint8_t>(content[0])] = true;
-      added.push_back(Added{std::move(content), id});
+      // A normalized token is matched, shown by id_to_token and decoded in its normalized
+      // form, while token_to_id takes the content as written: all as `tokenizers` does.
+      std::string match = normalized && nfc_normalize ? nfc(content) : content;
+      set_id(id, Entry{match, true, special}, field, in_vocab != vocab.end());
+      AddedSet& set = normalized ? normalized_added : raw_added;
+      set.first_byte[static_cast<uint8_t>(match[0])] = true;
+      set.tokens.push_back(Added{std::move(match), id});
     }
-    std::stable_sort(added.begin(), added.end(),
-                     [](const Added& a, const Added& b) { return a.content.size() > b.content.size(); });
+    for (AddedSet* set : {&raw_added, &normalized_added}) {
+      std::stable_sort(set->tokens.begin(), set->tokens.end(),
+                       [](const Added& a, const Added& b) { return a.content.size() > b.content.size(); });
+    }
   }
 
   void load_normalizer(const rapidjson::Value& n, const std::string& where, int depth = 0) {
@@ -470,18 +485,19 @@ struct Tokenizer::Impl {
 
   // ---- encoding ------------------------------------------------------------------------------
 
-  // Calls on_text(piece) for the text between added tokens and on_added(id) for each added token.
+  // Calls on_text(piece) for the text between the added tokens of `set` and on_added(id) for
+  // each of them (leftmost match first, then the longest at that position).
   template <class OnText, class OnAdded>
-  void split_added(std::string_view text, OnText&& on_text, OnAdded&& on_added) const {
+  static void split_added(const AddedSet& set, std::string_view text, OnText&& on_text, OnAdded&& on_added) {
     size_t start = 0;
     size_t i = 0;
     while (i < text.size()) {
-      if (!added_first_byte[static_cast<uint8_t>(text[i])]) {
+      if (!set.first_byte[static_cast<uint8_t>(text[i])]) {
         ++i;
         continue;
       }
       const Added* hit = nullptr;
-      for (const Added& a : added) {
+      for (const Added& a : set.tokens) {
         if (text.compare(i, a.content.size(), a.content) == 0) {
           hit = &a;
           break;
@@ -702,15 +718,19 @@ std::vector<TokenId> Tokenizer::encode(std::string_view text) const {
   ids.reserve(text.size() / 3 + 1);
   std::unique_ptr<pcre2_match_data, PcreMatchDataDeleter> md;
   if (t.split) md.reset(pcre2_match_data_create_from_pattern(t.split.get(), nullptr));
-  auto encode_piece = [&](std::string_view piece) {
+  auto push_added = [&](TokenId id) { ids.push_back(id); };
+  auto encode_normalized = [&](std::string_view piece) {
+    t.pre_tokenize(piece, md.get(), [&](std::string_view word) { t.bpe(word, ids); });
+  };
+  auto encode_raw = [&](std::string_view piece) {
     std::string normalized;
     if (t.nfc_normalize && !is_ascii(piece)) {  // ASCII is always in NFC: skip the copy
       normalized = nfc(piece);
       piece = normalized;
     }
-    t.pre_tokenize(piece, md.get(), [&](std::string_view word) { t.bpe(word, ids); });
+    Impl::split_added(t.normalized_added, piece, encode_normalized, push_added);
   };
-  t.split_added(text, encode_piece, [&](TokenId id) { ids.push_back(id); });
+  Impl::split_added(t.raw_added, text, encode_raw, push_added);
   return ids;
 }
 

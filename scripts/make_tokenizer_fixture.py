@@ -48,6 +48,14 @@ SPECIAL_TOKENS = [
     "<|quad_start|>", "<|quad_end|>",
 ]
 VOCAB_SIZE = 8192  # small so the committed tokenizer.json stays a few hundred KB
+# Extra non-special added tokens for the normalized-added-token variant; the second one is not in
+# NFC, so it matches only after normalization (both spellings of the text do).
+VARIANT_ADDED = ["<think>", "e\u0301tude", "new line"]
+VARIANT_TEXTS = [
+    "<think>why</think> an \u00e9tude and an e\u0301tude",
+    "<|im_start|><think>new line<|im_end|>new lines",
+    "<think<think>>",
+]
 SAMPLES_PER_FILE = 12  # first texts of each file with full id lists
 RANDOM_SAMPLES = 200  # more full id lists, drawn with a fixed seed
 SEED = 20260524
@@ -154,6 +162,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shared", default=os.environ.get("HRM_SHARED", "../shared"))
     ap.add_argument("--out", default="tests/fixtures/tokenizer")
+    ap.add_argument("--retrain", action="store_true",
+                    help="train a new tokenizer.json even if OUT/tokenizer.json exists (other tests use it: "
+                         "retraining may change every id)")
+    ap.add_argument("--bench-only", action="store_true",
+                    help="only measure encoding speed with the existing OUT/tokenizer.json; write nothing")
     args = ap.parse_args()
     bench_dir = Path(args.shared) / "data" / "benchmarks"
     out = Path(args.out)
@@ -162,8 +175,24 @@ def main():
     files = load_benchmarks(bench_dir)
     all_texts = [t for _, rows in files for _, texts in rows for _, t in texts]
     print(f"loaded {len(all_texts)} texts from {len(files)} files", file=sys.stderr)
+    if args.bench_only:
+        bench(Tokenizer.from_file(str(out / "tokenizer.json")), all_texts)
+        return
 
-    # --- train -------------------------------------------------------------------------------
+    tok_path = out / "tokenizer.json"
+    if args.retrain or not tok_path.exists():
+        train(all_texts, tok_path)
+    # Load from disk so every result below comes from exactly the committed file.
+    tok = Tokenizer.from_file(str(tok_path))
+    for i, t in enumerate(SPECIAL_TOKENS):
+        assert tok.token_to_id(t) == i, (t, tok.token_to_id(t))
+    print(f"vocab size {tok.get_vocab_size()}", file=sys.stderr)
+    write_parity(tok, files, out)
+    write_samples(tok, files, out)
+    bench(tok, all_texts)
+
+
+def train(all_texts, tok_path):
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
@@ -178,15 +207,10 @@ def main():
         show_progress=False,
     )
     tok.train_from_iterator(all_texts, trainer=trainer)
-    tok_path = out / "tokenizer.json"
     tok.save(str(tok_path), pretty=False)
-    # Re-load from disk so every result below comes from exactly the committed file.
-    tok = Tokenizer.from_file(str(tok_path))
-    for i, t in enumerate(SPECIAL_TOKENS):
-        assert tok.token_to_id(t) == i, (t, tok.token_to_id(t))
-    print(f"vocab size {tok.get_vocab_size()}", file=sys.stderr)
 
-    # --- parity per row ----------------------------------------------------------------------
+
+def write_parity(tok, files, out):
     n_texts = 0
     with open(out / "parity.txt", "w", encoding="utf-8", newline="\n") as f:
         f.write(f"# Made by scripts/make_tokenizer_fixture.py with tokenizers {tokenizers.__version__} from\n")
@@ -208,7 +232,8 @@ def main():
                 n_texts += len(texts)
     print(f"parity: {n_texts} texts", file=sys.stderr)
 
-    # --- samples ---------------------------------------------------------------------------
+
+def write_samples(tok, files, out):
     rng = random.Random(SEED)
     flat = [(rel, row, field, text) for rel, rows in files for row, texts in rows for field, text in texts]
     picked = []
@@ -258,20 +283,34 @@ def main():
             emit({"kind": "decode", "ids": ids,
                   "decode": tok.decode(ids, skip_special_tokens=False),
                   "decode_skip": tok.decode(ids, skip_special_tokens=True)})
+        # A variant with non-special added tokens (normalized=True, `tokenizers`' default for
+        # them): these are matched after NFC. The test appends `added_tokens` to the fixture's.
+        variant = Tokenizer.from_str(tok.to_str())
+        variant.add_tokens([AddedToken(c, normalized=True, special=False) for c in VARIANT_ADDED])
+        extra = [t for t in json.loads(variant.to_str())["added_tokens"] if t["id"] >= len(SPECIAL_TOKENS)]
+        emit({"kind": "added_variant", "added_tokens": extra})
+        for text in VARIANT_TEXTS:
+            ids = variant.encode(text, add_special_tokens=False).ids
+            emit({"kind": "variant_text", "text": text, "ids": ids,
+                  "decode": variant.decode(ids, skip_special_tokens=False),
+                  "decode_skip": variant.decode(ids, skip_special_tokens=True)})
 
-    # --- Python speed, for docs/TOKENIZER.md --------------------------------------------------
+
+def bench(tok, all_texts):
+    """Prints the Python encoding speed (wall and CPU time) for docs/TOKENIZER.md."""
     total_bytes = sum(len(t.encode("utf-8")) for t in all_texts)
-    t0 = time.perf_counter()
-    for t in all_texts:
-        tok.encode(t, add_special_tokens=False)
-    loop_s = time.perf_counter() - t0
+    mb = total_bytes / 1e6
+    for rep in range(2):
+        t0, c0 = time.perf_counter(), time.process_time()
+        for t in all_texts:
+            tok.encode(t, add_special_tokens=False)
+        loop_s, loop_cpu = time.perf_counter() - t0, time.process_time() - c0
+        print(f"python tokenizers {tokenizers.__version__}: {len(all_texts)} texts, {mb:.2f} MB; "
+              f"encode loop (1 thread) pass {rep + 1}: {loop_s:.2f} s = {mb / loop_s:.2f} MB/s (cpu {loop_cpu:.2f} s)")
     t0 = time.perf_counter()
     tok.encode_batch(all_texts, add_special_tokens=False)
     batch_s = time.perf_counter() - t0
-    mb = total_bytes / 1e6
-    print(f"python tokenizers {tokenizers.__version__}: {len(all_texts)} texts, {mb:.1f} MB; "
-          f"encode loop (1 thread) {loop_s:.2f} s = {mb / loop_s:.2f} MB/s; "
-          f"encode_batch ({os.cpu_count()} cpus) {batch_s:.2f} s = {mb / batch_s:.2f} MB/s")
+    print(f"python tokenizers: encode_batch ({os.cpu_count()} cpus) {batch_s:.2f} s = {mb / batch_s:.2f} MB/s")
 
 
 if __name__ == "__main__":

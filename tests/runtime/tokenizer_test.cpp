@@ -5,10 +5,12 @@
 // Not for: speed (see `hrmbench bench tokenizer`).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -30,6 +32,7 @@ using hrm::Tokenizer;
 constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ULL;
 constexpr uint64_t kFnvPrime = 0x100000001b3ULL;
 constexpr size_t kFixtureVocab = 8192;  // VOCAB_SIZE in scripts/make_tokenizer_fixture.py
+constexpr size_t kAdversarialStrings = 46;  // len(adversarial_strings()) in the script
 
 // The hashes of scripts/make_tokenizer_fixture.py: FNV-1a 64 over bytes / little-endian int32.
 uint64_t fnv1a(const void* data, size_t n, uint64_t h = kFnvOffset) {
@@ -224,9 +227,55 @@ TEST(Tokenizer, SamplesAndAdversarialStringsMatchTokenizers) {
     }
   }
   std::printf("tokenizer samples: %zu benchmark, %zu adversarial, %zu decode cases\n", bench, text, decode);
+  EXPECT_EQ(text, kAdversarialStrings);
   EXPECT_GT(bench, 0u);
   EXPECT_GT(text, 0u);
   EXPECT_GT(decode, 0u);
+}
+
+// Non-special added tokens with normalized = true (what `tokenizers` gives tokens added with
+// add_tokens) are matched after NFC; the fixture has a variant of the tokenizer with three.
+TEST(Tokenizer, NormalizedAddedTokensMatchTokenizers) {
+  rapidjson::Document fixture;
+  const std::string json = read_file(fixture_dir() + "/tokenizer.json");
+  fixture.Parse(json.data(), json.size());
+  ASSERT_FALSE(fixture.HasParseError());
+  std::ifstream in(fixture_dir() + "/samples.jsonl");
+  std::string line;
+  std::optional<Tokenizer> variant;
+  size_t checked = 0;
+  while (std::getline(in, line)) {
+    rapidjson::Document d;
+    d.Parse(line.data(), line.size());
+    if (!d.HasMember("kind")) continue;
+    const std::string kind = d["kind"].GetString();
+    if (kind == "added_variant") {
+      for (auto& t : d["added_tokens"].GetArray()) {
+        EXPECT_TRUE(t["normalized"].GetBool());
+        fixture["added_tokens"].PushBack(rapidjson::Value(t, fixture.GetAllocator()), fixture.GetAllocator());
+      }
+      rapidjson::StringBuffer buf;
+      rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+      fixture.Accept(w);
+      variant.emplace(Tokenizer::from_json(buf.GetString(), "variant"));
+      // token_to_id takes the content as written; id_to_token shows it normalized.
+      for (auto& t : d["added_tokens"].GetArray()) {
+        const std::string content = t["content"].GetString();
+        EXPECT_EQ(variant->token_to_id(content), t["id"].GetInt()) << content;
+        EXPECT_EQ(variant->id_to_token(t["id"].GetInt()), hrm::nfc(content));
+        EXPECT_FALSE(variant->is_special(t["id"].GetInt()));
+      }
+    } else if (kind == "variant_text") {
+      ASSERT_TRUE(variant.has_value()) << "added_variant must come first in samples.jsonl";
+      const std::string text(d["text"].GetString(), d["text"].GetStringLength());
+      const std::vector<TokenId> want = ids_of(d["ids"]);
+      EXPECT_EQ(variant->encode(text), want) << text;
+      EXPECT_EQ(variant->decode(want), std::string(d["decode"].GetString(), d["decode"].GetStringLength()));
+      EXPECT_EQ(variant->decode(want, true), std::string(d["decode_skip"].GetString(), d["decode_skip"].GetStringLength()));
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 0u);
 }
 
 // The fixture stores merges as [left, right] pairs; older files use "left right" strings.
