@@ -33,6 +33,8 @@ constexpr uint64_t kMix1 = 0xFF51AFD7ED558CCDull;
 constexpr uint64_t kMix2 = 0xC4CEB9FE1A85EC53ull;
 constexpr int kMixShift = 33;
 constexpr int kTagShift = 32;
+// Windows whose Bloom words are prefetched together (see scan_span).
+constexpr size_t kPrefetchBlock = 32;
 constexpr uint64_t kIdMask = 0xFFFFFFFFull;
 
 uint64_t mix(uint64_t h) {
@@ -159,14 +161,27 @@ void NgramIndex::scan_span(std::span<const Token> tokens, std::vector<uint32_t>&
     }
     return;
   }
+  // Blocks of windows: first every rolling hash of the block, with a prefetch of its Bloom word,
+  // then the tests. The loads of a block are independent, so their cache misses overlap instead of
+  // queueing behind the rolling hash's dependency chain.
+  const size_t windows = len - n_ + 1;
+  uint64_t mixed[kPrefetchBlock];
   uint64_t h = rolling_hash(p, n_);
-  for (size_t i = 0;; ++i) {
-    if (prefilter_may_contain(h)) {
-      const uint32_t id = find_hashed(p + i, hash_(p + i, n_));
+  for (size_t base = 0; base < windows; base += kPrefetchBlock) {
+    const size_t count = std::min(kPrefetchBlock, windows - base);
+    for (size_t j = 0; j < count; ++j) {
+      const size_t i = base + j;
+      mixed[j] = mix(h);
+      __builtin_prefetch(&bloom_[mixed[j] & bloom_mask_]);
+      if (i + n_ < len) h = (h - p[i] * roll_pow_) * kRollBase + p[i + n_];
+    }
+    for (size_t j = 0; j < count; ++j) {
+      const uint64_t bits = bloom_bits(mixed[j]);
+      if ((bloom_[mixed[j] & bloom_mask_] & bits) != bits) continue;
+      const Token* w = p + base + j;
+      const uint32_t id = find_hashed(w, hash_(w, n_));
       if (id != kNoNgram) out.push_back(id);
     }
-    if (i + n_ >= len) break;
-    h = (h - p[i] * roll_pow_) * kRollBase + p[i + n_];
   }
 }
 
