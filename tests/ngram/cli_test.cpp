@@ -16,6 +16,8 @@
 #include <rapidjson/writer.h>
 
 #include "ngram/contam.h"
+#include "runtime/tokenizer.h"
+#include "tests/ngram/npy_writer.h"
 
 namespace hrm::ngram {
 namespace {
@@ -221,6 +223,45 @@ TEST_F(ContamCli, BadCorporaFailClearly) {
                                dir_);
   EXPECT_NE(neither.status, 0);
   EXPECT_NE(neither.err.find("exactly one of --tokenizer"), std::string::npos) << neither.err;
+}
+
+// Token mode: the same corpus as token ids in a tokenized dir (via the test tokenizer) and as JSONL
+// text tokenized on the fly gives the same per-sample results.
+TEST_F(ContamCli, TokenizedDirAndJsonlAgreeInTokenMode) {
+  const fs::path tok_json = fs::path(env("HRM_SOURCE_DIR")) / "tests/fixtures/tokenizer/tokenizer.json";
+  ASSERT_TRUE(fs::exists(tok_json)) << tok_json;
+  const Tokenizer tok = Tokenizer::from_file(tok_json.string());
+  std::vector<uint32_t> ids;
+  testing_util::Pairs pairs;
+  for (const auto& line : lines_of(dir_ / "corpus.jsonl")) {
+    rapidjson::Document d;
+    d.Parse(line.c_str());
+    for (const char* field : {"instruction", "response"}) {
+      const auto t = tok.encode(d[field].GetString());
+      (field[0] == 'i' ? pairs.is : pairs.rs).push_back(static_cast<int64_t>(ids.size()));
+      (field[0] == 'i' ? pairs.il : pairs.rl).push_back(static_cast<int64_t>(t.size()));
+      ids.insert(ids.end(), t.begin(), t.end());
+    }
+  }
+  fs::create_directories(dir_ / "tokenized/part0");
+  testing_util::write_tokenized_dir(dir_ / "tokenized/part0", ids, pairs);
+  const std::string common = "contam scan --quiet --data '" + data_.string() + "' --suites gsm8k --tokenizer '" + tok_json.string() + "'";
+  const CliResult a = hrmbench(common + " --corpus '" + (dir_ / "tokenized").string() + "' --out '" + (dir_ / "a").string() + "'", dir_);
+  ASSERT_EQ(a.status, 0) << a.err;
+  const CliResult b = hrmbench(common + " --corpus '" + (dir_ / "corpus.jsonl").string() + "' --out '" + (dir_ / "b").string() + "'", dir_);
+  ASSERT_EQ(b.status, 0) << b.err;
+  EXPECT_EQ(slurp(dir_ / "a/gsm8k.jsonl"), slurp(dir_ / "b/gsm8k.jsonl"));
+  const auto rows = lines_of(dir_ / "a/gsm8k.jsonl");
+  rapidjson::Document d;
+  d.Parse(rows[10].c_str());
+  EXPECT_DOUBLE_EQ(d["contamination"].GetDouble(), 100.0);
+  EXPECT_EQ(d["locations"][0][1].GetUint64(), 17u);
+  // An inconsistent tokenized dir is refused before scanning.
+  pairs.rl.back() = static_cast<int64_t>(ids.size());
+  testing_util::write_tokenized_dir(dir_ / "tokenized/part0", ids, pairs);
+  const CliResult bad = hrmbench(common + " --corpus '" + (dir_ / "tokenized").string() + "' --out '" + (dir_ / "c").string() + "'", dir_);
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("row 39: resp_start.npy"), std::string::npos) << bad.err;
 }
 
 }  // namespace
