@@ -1,6 +1,244 @@
-// Placeholder until the train commands land: registers nothing.
+// `hrmbench train` and `hrmbench make-corpus`: the reference training path on the CPU backend, and
+// the synthetic instruction corpus (with optional planted benchmark leaks) it is demonstrated on.
+//
+// train writes into --out: loss.jsonl (one line per step, flushed as it goes), checkpoint/ (the
+// latest training state; --resume continues from it bit-exactly) and hf/ (the EMA weights as a
+// Hugging Face checkpoint, plus tokenizer.json when one was given). Progress goes to stderr.
+// Not for: the training maths (runtime/train.h, optimizer.h) or data parsing (runtime/data.h).
+#include <tbb/global_control.h>
+
+#include <rapidjson/document.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+
 #include "cli/commands.h"
+#include "common/error.h"
+#include "runtime/config.h"
+#include "runtime/data.h"
+#include "runtime/optimizer.h"
+#include "runtime/synthetic.h"
+#include "runtime/tokenizer.h"
+#include "runtime/trainer.h"
 
 namespace hrm::cli {
-void add_train_commands(CLI::App&) {}
+namespace {
+
+namespace fs = std::filesystem;
+
+struct TrainArgs {
+  std::string data, out, shape = "tiny", config, tokenizer, bp_warmup = "step";
+  int64_t steps = 100, batch_tokens = 4096, warmup = kDefaultWarmupSteps, checkpoint_every = 0, log_every = 1;
+  int64_t bp_min = 2, bp_max = 5;
+  double lr = kDefaultLr, lr_min_ratio = 1.0, weight_decay = kDefaultWeightDecay, beta1 = kDefaultBeta1,
+         beta2 = kDefaultBeta2, ema = kDefaultEmaDecay, bp_warmup_ratio = 0.2;
+  uint64_t seed = 0;
+  int threads = 0;
+  bool resume = false;
+};
+
+std::string duration(double s) {
+  char buf[32];
+  const long t = std::lround(std::max(0.0, s));
+  if (t >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, t / 60 % 60);
+  else if (t >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
+  else std::snprintf(buf, sizeof buf, "%lds", t);
+  return buf;
+}
+
+// The vocabulary a tokenized corpus was made with: tokenizer_info.json's vocab_size at the corpus root
+// (the pipeline writes it there), else the largest token id + 1.
+int64_t corpus_vocab(const fs::path& data, const TrainCorpus& corpus) {
+  for (const fs::path& p : {data / "tokenizer_info.json", data.parent_path() / "tokenizer_info.json"}) {
+    if (!fs::is_directory(data) || !fs::exists(p)) continue;
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    rapidjson::Document d;
+    d.Parse(ss.str().c_str());
+    if (!d.HasParseError() && d.IsObject() && d.HasMember("vocab_size") && d["vocab_size"].IsInt64())
+      return d["vocab_size"].GetInt64();
+  }
+  int64_t mx = 0;
+  for (TokenId t : corpus.tokens) mx = std::max<int64_t>(mx, t);
+  return mx + 1;
+}
+
+void run_train(const TrainArgs& a) {
+  std::optional<tbb::global_control> limit;
+  if (a.threads > 0) limit.emplace(tbb::global_control::max_allowed_parallelism, a.threads);
+  const fs::path out(a.out), ckpt_dir = out / "checkpoint", hf_dir = out / "hf";
+  std::optional<Tokenizer> tok;
+  if (!a.tokenizer.empty()) tok.emplace(Tokenizer::from_file(a.tokenizer));
+  const PromptFormat fmt;
+  const TrainCorpus corpus = load_corpus(a.data, tok ? &*tok : nullptr, fmt);
+  int64_t tokens_total = 0;
+  for (int64_t i = 0; i < corpus.size(); ++i) tokens_total += corpus.packed_length(i);
+  std::fprintf(stderr, "corpus: %lld samples, %lld tokens (%s)\n", static_cast<long long>(corpus.size()),
+               static_cast<long long>(tokens_total), a.data.c_str());
+
+  TrainOptions o;
+  o.steps = a.steps;
+  o.batch_tokens = a.batch_tokens;
+  o.seed = a.seed;
+  o.lr.lr = a.lr;
+  o.lr.warmup_steps = a.warmup;
+  o.lr.min_ratio = a.lr_min_ratio;
+  o.lr.total_steps = a.steps;
+  o.optim.beta1 = a.beta1;
+  o.optim.beta2 = a.beta2;
+  o.optim.weight_decay = a.weight_decay;
+  o.optim.ema_decay = a.ema;
+  o.bp.min_steps = a.bp_min;
+  o.bp.max_steps = a.bp_max;
+  o.bp.warmup_ratio = a.bp_warmup_ratio;
+  if (a.bp_warmup != "step" && a.bp_warmup != "linear")
+    throw Error(cat("--bp-warmup must be 'step' (the reference) or 'linear' (DESIGN §6), got '", a.bp_warmup, "'"));
+  o.bp.shape = a.bp_warmup == "step" ? BpWarmup::kStep : BpWarmup::kLinear;
+
+  std::unique_ptr<Trainer> t;
+  if (a.resume) {
+    if (!fs::exists(ckpt_dir / "state.json"))
+      throw Error(cat("--resume: no checkpoint at ", ckpt_dir.string()));
+    t = std::make_unique<Trainer>(Trainer::resume(ckpt_dir, corpus, o, make_cpu_train_backend()));
+    std::fprintf(stderr, "resumed at step %lld from %s\n", static_cast<long long>(t->step_count()),
+                 ckpt_dir.string().c_str());
+  } else {
+    ModelConfig cfg;
+    if (!a.config.empty()) {
+      const fs::path p(a.config);
+      cfg = fs::is_directory(p) ? load_config(p) : parse_config(
+          [&] {
+            std::ifstream in(p);
+            if (!in) throw Error(cat(p.string(), ": cannot open"));
+            std::stringstream ss;
+            ss << in.rdbuf();
+            return ss.str();
+          }(),
+          p.string());
+    } else {
+      const int64_t vocab = tok ? static_cast<int64_t>(tok->vocab_size()) : corpus_vocab(a.data, corpus);
+      cfg = shape_config(a.shape, vocab);
+    }
+    std::fprintf(stderr, "model: hidden %lld, %lld blocks/stack, H %lld x L %lld, vocab %lld, %lld parameters\n",
+                 static_cast<long long>(cfg.hidden_size), static_cast<long long>(cfg.num_layers_per_stack),
+                 static_cast<long long>(cfg.H_cycles), static_cast<long long>(cfg.L_cycles),
+                 static_cast<long long>(cfg.vocab_size), static_cast<long long>(cfg.parameter_count()));
+    t = std::make_unique<Trainer>(cfg, init_weights(cfg, a.seed), corpus, o, make_cpu_train_backend());
+  }
+  if (t->packer().skipped() > 0)
+    std::fprintf(stderr, "note: %lld samples longer than --batch-tokens %lld are skipped\n",
+                 static_cast<long long>(t->packer().skipped()), static_cast<long long>(t->options().batch_tokens));
+
+  fs::create_directories(out);
+  std::ofstream log(out / "loss.jsonl", a.resume ? std::ios::app : std::ios::trunc);
+  if (!log) throw Error(cat((out / "loss.jsonl").string(), ": cannot write"));
+  const int64_t total = t->options().steps;
+  double elapsed = 0;
+  int64_t done_tokens = 0, done_steps = 0;
+  while (t->step_count() < total) {
+    const StepStats s = t->step();
+    elapsed += s.seconds;
+    done_tokens += s.tokens;
+    ++done_steps;
+    const double tps = elapsed > 0 ? static_cast<double>(done_tokens) / elapsed : 0.0;
+    char line[512];
+    std::snprintf(line, sizeof line,
+                  "{\"step\": %lld, \"loss\": %.6f, \"accuracy\": %.4f, \"lr\": %.6g, \"bp_steps\": %lld, "
+                  "\"tokens\": %lld, \"loss_tokens\": %lld, \"epoch\": %lld, \"seconds\": %.3f, \"tokens_per_s\": %.1f}",
+                  static_cast<long long>(s.step), s.loss, s.accuracy, s.lr, static_cast<long long>(s.bp_steps),
+                  static_cast<long long>(s.tokens), static_cast<long long>(s.loss_tokens),
+                  static_cast<long long>(s.epoch), s.seconds, tps);
+    log << line << "\n";
+    log.flush();
+    if (a.log_every > 0 && (s.step % a.log_every == 0 || s.step == total)) {
+      const double eta = static_cast<double>(total - s.step) * elapsed / static_cast<double>(done_steps);
+      std::fprintf(stderr, "step %lld/%lld  loss %.4f  acc %.3f  lr %.3g  bp %lld  %.0f tok/s  ETA %s\n",
+                   static_cast<long long>(s.step), static_cast<long long>(total), s.loss, s.accuracy, s.lr,
+                   static_cast<long long>(s.bp_steps), tps, duration(eta).c_str());
+    }
+    if (a.checkpoint_every > 0 && s.step % a.checkpoint_every == 0 && s.step < total) t->save_checkpoint(ckpt_dir);
+  }
+  t->save_checkpoint(ckpt_dir);
+  t->export_hf(hf_dir);
+  if (!a.tokenizer.empty()) fs::copy_file(a.tokenizer, hf_dir / "tokenizer.json", fs::copy_options::overwrite_existing);
+  std::fprintf(stderr, "done: %lld steps; checkpoint %s; EMA weights exported to %s\n",
+               static_cast<long long>(t->step_count()), ckpt_dir.string().c_str(), hf_dir.string().c_str());
+}
+
+struct CorpusArgs {
+  std::string out, leak, condition = "synth,cot";
+  int64_t n = 1000, leak_count = 0;
+  uint64_t seed = 0;
+};
+
+void run_make_corpus(const CorpusArgs& a) {
+  SyntheticOptions o;
+  o.n = a.n;
+  o.seed = a.seed;
+  o.condition = a.condition;
+  o.leak_count = a.leak_count;
+  if (!a.leak.empty()) o.leaks = read_leak_questions(a.leak);
+  if (a.leak.empty() && a.leak_count > 0) throw Error("--leak-count needs --leak FILE.jsonl");
+  if (!a.leak.empty() && a.leak_count == 0) o.leak_count = static_cast<int64_t>(o.leaks.size());
+  const auto samples = make_synthetic_corpus(o);
+  std::ofstream out(a.out, std::ios::binary);
+  if (!out) throw Error(cat(a.out, ": cannot write"));
+  int64_t leaked = 0;
+  for (const auto& s : samples) {
+    out << to_jsonl(s) << "\n";
+    leaked += s.leaked;
+  }
+  if (!out) throw Error(cat(a.out, ": write failed"));
+  std::fprintf(stderr, "wrote %zu samples (%lld planted leaks) to %s\n", samples.size(),
+               static_cast<long long>(leaked), a.out.c_str());
+}
+
+}  // namespace
+
+void add_train_commands(CLI::App& app) {
+  auto a = std::make_shared<TrainArgs>();
+  auto* tr = app.add_subcommand("train", "Train an HRM-Text model with the reference recipe (CPU backend)");
+  tr->add_option("--data", a->data, "Training JSONL {instruction,response,condition} or tokenized directory")->required();
+  tr->add_option("--out", a->out, "Output directory: loss.jsonl, checkpoint/, hf/")->required();
+  tr->add_option("--shape", a->shape, "Model shape: tiny, b, l or xl")->capture_default_str();
+  tr->add_option("--config", a->config, "config.json (file or model directory) instead of --shape");
+  tr->add_option("--tokenizer", a->tokenizer, "tokenizer.json (required for JSONL data)");
+  tr->add_option("--steps", a->steps, "Optimizer steps in all")->capture_default_str();
+  tr->add_option("--batch-tokens", a->batch_tokens, "Token budget of one packed batch")->capture_default_str();
+  tr->add_option("--lr", a->lr, "Peak learning rate")->capture_default_str();
+  tr->add_option("--warmup", a->warmup, "Linear LR warm-up steps")->capture_default_str();
+  tr->add_option("--lr-min-ratio", a->lr_min_ratio, "1 = constant after warm-up; < 1 = cosine to lr*ratio")->capture_default_str();
+  tr->add_option("--weight-decay", a->weight_decay, "Decoupled weight decay")->capture_default_str();
+  tr->add_option("--beta1", a->beta1, "Adam-atan2 beta1")->capture_default_str();
+  tr->add_option("--beta2", a->beta2, "Adam-atan2 beta2")->capture_default_str();
+  tr->add_option("--ema", a->ema, "EMA decay of the weights (0 = off)")->capture_default_str();
+  tr->add_option("--bp-min", a->bp_min, "Truncated-backprop steps at the start")->capture_default_str();
+  tr->add_option("--bp-max", a->bp_max, "Truncated-backprop steps after warm-up")->capture_default_str();
+  tr->add_option("--bp-warmup-ratio", a->bp_warmup_ratio, "Fraction of steps before bp reaches --bp-max")->capture_default_str();
+  tr->add_option("--bp-warmup", a->bp_warmup, "step (reference) or linear (DESIGN §6)")->capture_default_str();
+  tr->add_option("--seed", a->seed, "Initialisation and data-order seed")->capture_default_str();
+  tr->add_option("--checkpoint-every", a->checkpoint_every, "Save a checkpoint every N steps (0 = at the end only)")->capture_default_str();
+  tr->add_option("--log-every", a->log_every, "Progress line on stderr every N steps")->capture_default_str();
+  tr->add_option("--threads", a->threads, "CPU threads (default: all)");
+  tr->add_flag("--resume", a->resume, "Continue from OUT/checkpoint");
+  tr->callback([a] { run_train(*a); });
+
+  auto c = std::make_shared<CorpusArgs>();
+  auto* mc = app.add_subcommand("make-corpus", "Write a synthetic arithmetic instruction corpus (JSONL)");
+  mc->add_option("--out", c->out, "Output JSONL")->required();
+  mc->add_option("--n", c->n, "Word problems to generate")->capture_default_str();
+  mc->add_option("--seed", c->seed, "Seed")->capture_default_str();
+  mc->add_option("--condition", c->condition, "Condition tags of every sample")->capture_default_str();
+  mc->add_option("--leak", c->leak, "Benchmark-style JSONL whose questions are planted verbatim");
+  mc->add_option("--leak-count", c->leak_count, "Planted copies in all (default: one per question)");
+  mc->callback([c] { run_make_corpus(*c); });
+}
+
 }  // namespace hrm::cli
