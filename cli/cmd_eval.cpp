@@ -1,10 +1,14 @@
 // `hrmbench run`, `merge`, `compare`, `report`: the evaluation harness from the command line.
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include "cli/commands.h"
 #include "common/error.h"
 #include "eval/harness.h"
+#include "eval/json_util.h"
+#include "eval/report_data.h"
+#include "reports/run_report.h"
 
 namespace hrm::cli {
 namespace {
@@ -91,6 +95,26 @@ void add_eval_commands(CLI::App& app) {
     const int code = eval::compare(*a, *b, *co, md);
     std::printf("%s", md.c_str());
     if (code != 0) throw CLI::RuntimeError(code);
+  });
+
+  auto* rep = app.add_subcommand("report", "Render a run as Markdown (stdout) and self-contained HTML");
+  auto run_dir = std::make_shared<std::string>(), other = std::make_shared<std::string>();
+  auto html = std::make_shared<std::string>(), md = std::make_shared<std::string>();
+  rep->add_option("run_dir", *run_dir, "Run directory")->required();
+  rep->add_option("--compare", *other, "A second run directory shown side by side");
+  rep->add_option("--html", *html, "Write the HTML report here");
+  rep->add_option("--md", *md, "Write the Markdown report here (default: stdout)");
+  rep->callback([run_dir, other, html, md] {
+    const reports::RunView a = eval::load_run_view(*run_dir);
+    std::optional<reports::RunView> b;
+    if (!other->empty()) b = eval::load_run_view(*other);
+    const std::string markdown = reports::render_markdown(a, b ? &*b : nullptr);
+    if (md->empty()) std::printf("%s", markdown.c_str());
+    else eval::write_file_atomic(*md, markdown);
+    if (!html->empty()) {
+      eval::write_file_atomic(*html, reports::render_html(a, b ? &*b : nullptr));
+      std::fprintf(stderr, "report: wrote %s\n", html->c_str());
+    }
   });
 }
 
