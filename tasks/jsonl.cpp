@@ -72,8 +72,9 @@ std::size_t for_each_row(std::istream& in, std::string_view source,
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     rapidjson::Document doc;
-    // Invalid UTF-8 is rejected here rather than passed on to prompts and scores.
-    doc.Parse<rapidjson::kParseValidateEncodingFlag>(line.data(), line.size());
+    // Invalid UTF-8 is rejected here rather than passed on to prompts and scores; the iterative
+    // parser keeps deeply nested input from exhausting the C++ stack.
+    doc.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(line.data(), line.size());
     if (doc.HasParseError())
       throw Error(cat(source, ":", line_no, ": invalid JSON at column ", doc.GetErrorOffset() + 1, ": ",
                       rapidjson::GetParseError_En(doc.GetParseError())));

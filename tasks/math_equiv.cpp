@@ -38,6 +38,9 @@ constexpr double kExactRelTolerance = 1e-12;
 constexpr int kTrials = 3;
 // Parser recursion limit: inputs are model output, so nesting depth is untrusted.
 constexpr int kMaxDepth = 200;
+// Longer answers are compared as text: std::regex recurses per character matched, and a final
+// answer this long is not a formula math_verify would parse either.
+constexpr std::size_t kMaxFormulaChars = 1000;
 
 // ---------------------------------------------------------------------------- normalisation
 
@@ -87,10 +90,15 @@ std::string strip_text_groups(std::string s) {
 Normalized normalize(std::string_view in) {
   Normalized n;
   std::string s(py::strip(in));
+  if (s.size() > kMaxFormulaChars) {
+    n.unparseable = true;
+    n.text = s;
+    return n;
+  }
   // math_verify reads "\frac{8}{17}." as 8/17 but keeps "13.", "\pi.", "\sqrt{3}." or
   // "\dfrac{1}{16}." as unparsed text that equals nothing else.
   static const std::regex kFracPeriod(R"(-?\\frac\{\d+\}\{\d+\}\.)");
-  bool frac_period = std::regex_match(s, kFracPeriod);
+  bool frac_period = !s.empty() && s.back() == '.' && std::regex_match(s, kFracPeriod);
   for (const char* w : {"\\left", "\\right", "\\bigl", "\\bigr", "\\Bigl", "\\Bigr", "\\big", "\\Big", "\\displaystyle"}) {
     // Only whole commands: "\left(" but not "\leftarrow".
     std::string c(w);
@@ -110,7 +118,7 @@ Normalized normalize(std::string_view in) {
   replace_all(s, "\\cfrac", "\\frac");
   // math_normalization.py removes "\!" with the spaces after it ("25,\!000" -> "25,000").
   static const std::regex kNegSpace(R"(\\!\s*)");
-  s = std::regex_replace(s, kNegSpace, "");
+  if (s.find("\\!") != std::string::npos) s = std::regex_replace(s, kNegSpace, "");
   replace_all(s, "^{\\circ}", "");
   replace_all(s, "^\\circ", "");
   replace_all(s, "\\circ", "");
@@ -119,14 +127,14 @@ Normalized normalize(std::string_view in) {
   // A whole-answer \text{...} holding a list, a time or a date is text to math_verify
   // ("\text{C,E}" != "C,E", "\text{4:30 p.m.}" != "4:30 p.m.").
   static const std::regex kTextAnswer(R"(\s*\\text\{(?=[^{}]*[A-Za-z])[^{}]*[, :][^{}]*\}\s*)");
-  if (std::regex_match(s, kTextAnswer)) {
+  if (s.find("\\text{") != std::string::npos && std::regex_match(s, kTextAnswer)) {
     n.unparseable = true;
     n.text = s;
     return n;
   }
   // "12\text{ and }13", "7, -2, and -5": "and" separates list items.
   static const std::regex kAnd(R"(\s*,?\s*(\\text\{\s*and\s*\}|\band\b)\s*)");
-  s = std::regex_replace(s, kAnd, ", ");
+  if (s.find("and") != std::string::npos) s = std::regex_replace(s, kAnd, ", ");
   s = strip_text_groups(s);
   // Trailing unit words (latex2sympy2_extended math_normalization.py `units`, applied twice,
   // before spacing commands are expanded: "10\;edges" keeps its unit there).
@@ -137,8 +145,16 @@ Normalized normalize(std::string_view in) {
       R"(coin|gallon|profit|minw|yr|women|am|pm|hr|square|are|rupee|rounds|cubic|cc|mtr|s|ohm|number|day|hour|)"
       R"(minute|min|second|man|woman|sec|cube|mt|mp|hectare|more|unit|rs|kg|g|month|km|m|cm|mm|apple|liter|loss|)"
       R"(yard|pure|year|increase|decrease|d|less|Surface|litre|metre|meter|inch)(?:s|es)?\s*$)");
-  for (int k = 0; k < 2; ++k) {
-    std::string t = std::regex_replace(s, kUnits, "$1");
+  // The pattern is anchored at the end, so only the tail can match; scanning the whole answer with
+  // ~150 alternatives at every position is what made this slow.
+  constexpr std::size_t kUnitTail = 64;
+  auto ends_in_letter = [](const std::string& x) {
+    std::string_view t = py::strip(x);
+    return !t.empty() && std::isalpha(static_cast<unsigned char>(t.back()));
+  };
+  for (int k = 0; k < 2 && ends_in_letter(s); ++k) {
+    std::size_t cut = s.size() > kUnitTail ? s.size() - kUnitTail : 0;
+    std::string t = s.substr(0, cut) + std::regex_replace(s.substr(cut), kUnits, "$1");
     if (!only_space(t)) s = t;
   }
   for (const char* sp : {"\\,", "\\;", "\\:", "\\ ", "~", "\\quad", "\\qquad"}) replace_all(s, sp, " ");
@@ -161,11 +177,11 @@ Normalized normalize(std::string_view in) {
   }
   // Number bases: math_verify drops the subscript of "1011_2".
   static const std::regex kBase(R"((\d)_(\{\d+\}|\d+))");
-  s = std::regex_replace(s, kBase, "$1");
+  if (s.find('_') != std::string::npos) s = std::regex_replace(s, kBase, "$1");
   s = std::string(py::strip(s));
   // "1,000" and "25,000.5": thousands separators, not a list.
   static const std::regex kThousands(R"(\s*-?\d{1,3}(,\d{3})+(\.\d+)?\s*)");
-  if (std::regex_match(s, kThousands))
+  if (s.find(',') != std::string::npos && std::regex_match(s, kThousands))
     s.erase(std::remove_if(s.begin(), s.end(), [](char c) { return c == ',' || std::isspace(static_cast<unsigned char>(c)); }), s.end());
   n.text = std::string(py::strip(s));
   return n;
@@ -773,16 +789,20 @@ MathExtraction math_extract(std::string_view generation) {
   auto boxed = last_boxed_only_string(generation);
   if (boxed) return {*boxed, false};
   // No braced box: benchmarks.py scores the whole text with math_verify, whose own extraction
-  // reads "\boxed 5" and "$...$"; we take the same forms.
-  static const std::regex kBoxedSpace(R"(\\boxed\s+([^\s$]+))");
+  // reads "\boxed 5"; we take the last such answer (a manual scan: the text is untrusted and long).
   std::string text(generation);
-  std::smatch m;
+  constexpr std::string_view kBoxed = "\\boxed";
   std::string last;
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), kBoxedSpace); it != std::sregex_iterator(); ++it)
-    last = (*it)[1];
+  for (std::size_t p = text.find(kBoxed); p != std::string::npos; p = text.find(kBoxed, p + 1)) {
+    std::size_t i = p + kBoxed.size();
+    if (i >= text.size() || !std::isspace(static_cast<unsigned char>(text[i]))) continue;
+    while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+    std::size_t j = i;
+    while (j < text.size() && !std::isspace(static_cast<unsigned char>(text[j])) && text[j] != '$') ++j;
+    if (j > i) last = text.substr(i, j - i);
+  }
   while (!last.empty() && (last.back() == '.' || last.back() == ',')) last.pop_back();
   if (!last.empty()) return {last, true};
-  (void)m;
   return {text, true};
 }
 
