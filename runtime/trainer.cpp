@@ -32,10 +32,14 @@ constexpr int64_t kBosId = 6, kEosId = 11, kPadId = 5;
 constexpr const char* kStateFile = "state.safetensors";
 constexpr const char* kStateJson = "state.json";
 
+// A JSON number that reads back as the same double, always with a fraction or exponent: transformers'
+// strict config classes reject an integer literal (8) for a float field (embedding_scale).
 std::string num(double v) {
   std::ostringstream s;
   s << std::setprecision(17) << v;
-  return s.str();
+  std::string out = s.str();
+  if (out.find_first_of(".eEn") == std::string::npos) out += ".0";
+  return out;
 }
 
 void write_text(const fs::path& path, const std::string& text) {
