@@ -77,7 +77,7 @@ class NgramIndex {
 
  private:
   uint32_t find_hashed(const Token* window, uint64_t hash) const;
-  bool prefilter_may_contain(uint64_t rolling) const;
+  void insert_slot(uint64_t hash, uint32_t id);
   void build_prefilter();
 
   size_t n_;
@@ -86,8 +86,7 @@ class NgramIndex {
   std::vector<size_t> sample_begin_;     // sample s is tokens_[sample_begin_[s], sample_begin_[s+1])
   std::vector<size_t> ngram_begin_;      // its positions are position_ids_[ngram_begin_[s], ...)
   std::vector<uint32_t> position_ids_;   // distinct id per n-gram position
-  std::vector<uint64_t> rep_;            // distinct id -> offset of one occurrence in tokens_
-  std::vector<uint32_t> rep_sample_;     // distinct id -> sample of that occurrence
+  std::vector<uint32_t> rep_;            // distinct id -> offset of its first occurrence in tokens_
   std::vector<uint64_t> slots_;          // (hash tag << 32) | (id + 1); 0 = empty
   uint64_t slot_mask_ = 0;
   std::vector<uint64_t> bloom_;          // empty when the prefilter is off

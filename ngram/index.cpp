@@ -17,8 +17,10 @@ namespace {
 
 // Largest n accepted: far above the protocol's 13/20, small enough that windows stay cheap.
 constexpr size_t kMaxN = 1024;
-// Table load factor at most 1/2: short linear probes even for unsuccessful lookups.
+// Table load factor at most 1/2 while building (short probes for the many inserts), at most 2/3
+// once built: lookups are rare behind the prefilter, and the table is most of the index's memory.
 constexpr size_t kSlotsPerNgram = 2;
+constexpr size_t kFinalSlotsNum = 3, kFinalSlotsDen = 2;
 constexpr size_t kMinSlots = 16;
 // Bloom sizing: 16 bits per distinct n-gram, 3 bits set per key inside one 64-bit word; a false
 // positive rate well under 1% while a few million n-grams take a few MB (fits in L3).
@@ -70,7 +72,8 @@ NgramIndex::NgramIndex(std::vector<std::vector<Token>> samples, IndexOptions opt
     total += s.size();
     if (s.size() >= n_) positions += s.size() - n_ + 1;
   }
-  if (positions >= kNoNgram) throw Error(cat("n-gram index: ", positions, " n-grams, more than 2^32-1"));
+  if (positions >= kNoNgram || total >= UINT32_MAX)
+    throw Error(cat("n-gram index: ", total, " tokens / ", positions, " n-grams, more than 2^32-1"));
   tokens_.reserve(total);
   sample_begin_.reserve(samples.size() + 1);
   ngram_begin_.reserve(samples.size() + 1);
@@ -82,7 +85,8 @@ NgramIndex::NgramIndex(std::vector<std::vector<Token>> samples, IndexOptions opt
   }
   sample_begin_.push_back(tokens_.size());
 
-  const size_t slots = std::bit_ceil(std::max(kMinSlots, positions * kSlotsPerNgram));
+  // Sized for the worst case (every position distinct) while deduplicating ...
+  size_t slots = std::bit_ceil(std::max(kMinSlots, positions * kSlotsPerNgram));
   slots_.assign(slots, 0);
   slot_mask_ = slots - 1;
   for (size_t s = 0; s + 1 < sample_begin_.size(); ++s) {
@@ -94,16 +98,22 @@ NgramIndex::NgramIndex(std::vector<std::vector<Token>> samples, IndexOptions opt
       uint32_t id = find_hashed(w, h);
       if (id == kNoNgram) {
         id = static_cast<uint32_t>(rep_.size());
-        rep_.push_back(p);
-        rep_sample_.push_back(static_cast<uint32_t>(s));
-        uint64_t slot = h & slot_mask_;
-        while (slots_[slot] != 0) slot = (slot + 1) & slot_mask_;
-        slots_[slot] = ((h >> kTagShift) << kTagShift) | (uint64_t{id} + 1);
+        rep_.push_back(static_cast<uint32_t>(p));
+        insert_slot(h, id);
       }
       position_ids_.push_back(id);
     }
   }
   ngram_begin_.push_back(position_ids_.size());
+  // ... then rebuilt for the distinct n-grams only (repeated n-grams are common in MCQ choices and
+  // DROP passages); the table is most of the index's memory.
+  slots = std::bit_ceil(std::max(kMinSlots, rep_.size() * kFinalSlotsNum / kFinalSlotsDen));
+  if (slots < slots_.size()) {
+    slots_.assign(slots, 0);
+    slots_.shrink_to_fit();
+    slot_mask_ = slots - 1;
+    for (uint32_t id = 0; id < rep_.size(); ++id) insert_slot(hash_(tokens_.data() + rep_[id], n_), id);
+  }
 
   for (size_t j = 1; j < n_; ++j) roll_pow_ *= kRollBase;
   if (options.prefilter) build_prefilter();
@@ -118,6 +128,12 @@ NgramIndex::NgramIndex(std::vector<std::vector<Token>> samples, IndexOptions opt
   XXH3_freeState(st);
 }
 
+void NgramIndex::insert_slot(uint64_t hash, uint32_t id) {
+  uint64_t slot = hash & slot_mask_;
+  while (slots_[slot] != 0) slot = (slot + 1) & slot_mask_;
+  slots_[slot] = ((hash >> kTagShift) << kTagShift) | (uint64_t{id} + 1);
+}
+
 void NgramIndex::build_prefilter() {
   const size_t words = std::bit_ceil(std::max<size_t>(1, rep_.size() * kBloomBitsPerNgram / kBloomWordBits));
   bloom_.assign(words, 0);
@@ -126,12 +142,6 @@ void NgramIndex::build_prefilter() {
     const uint64_t m = mix(rolling_hash(tokens_.data() + off, n_));
     bloom_[m & bloom_mask_] |= bloom_bits(m);
   }
-}
-
-bool NgramIndex::prefilter_may_contain(uint64_t rolling) const {
-  const uint64_t m = mix(rolling);
-  const uint64_t bits = bloom_bits(m);
-  return (bloom_[m & bloom_mask_] & bits) == bits;
 }
 
 uint32_t NgramIndex::find_hashed(const Token* window, uint64_t hash) const {
@@ -196,14 +206,16 @@ std::span<const uint32_t> NgramIndex::sample_ngrams(size_t sample) const {
 }
 
 size_t NgramIndex::sample_of(uint32_t id) const {
-  HRM_CHECK(id < rep_sample_.size(), "n-gram id out of range");
-  return rep_sample_[id];
+  HRM_CHECK(id < rep_.size(), "n-gram id out of range");
+  // The sample whose token range holds the first occurrence.
+  const auto it = std::upper_bound(sample_begin_.begin(), sample_begin_.end(), size_t{rep_[id]});
+  return static_cast<size_t>(it - sample_begin_.begin()) - 1;
 }
 
 size_t NgramIndex::memory_bytes() const {
   return tokens_.capacity() * sizeof(Token) + (sample_begin_.capacity() + ngram_begin_.capacity()) * sizeof(size_t) +
-         position_ids_.capacity() * sizeof(uint32_t) + rep_.capacity() * sizeof(uint64_t) +
-         rep_sample_.capacity() * sizeof(uint32_t) + slots_.capacity() * sizeof(uint64_t) +
+         position_ids_.capacity() * sizeof(uint32_t) + rep_.capacity() * sizeof(uint32_t) +
+         slots_.capacity() * sizeof(uint64_t) +
          bloom_.capacity() * sizeof(uint64_t);
 }
 
