@@ -1,0 +1,112 @@
+// End-to-end tests of `hrmbench make-corpus` and `hrmbench train`: the corpus with planted leaks,
+// the loss log, the export, and a resumed run whose exported weights equal an uninterrupted run's
+// byte for byte.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+namespace hrm {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CmdRun {
+  int status;
+  std::string out;
+};
+
+CmdRun hrmbench(const std::string& args) {
+  const char* bin = std::getenv("HRM_BINARY");
+  EXPECT_NE(bin, nullptr) << "HRM_BINARY not set";
+  FILE* p = popen((std::string(bin) + " " + args + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+std::vector<std::string> lines(const fs::path& p) {
+  std::ifstream in(p);
+  std::vector<std::string> out;
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+class TrainCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("hrm_train_cli_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+};
+
+TEST_F(TrainCli, MakeCorpusPlantsLeaks) {
+  std::ofstream(dir_ / "leak.jsonl") << R"({"question": "What is the leaked question?", "answer": "#### 7"})" << "\n";
+  const CmdRun r = hrmbench("make-corpus --out " + (dir_ / "c.jsonl").string() + " --n 40 --seed 3 --leak " +
+                         (dir_ / "leak.jsonl").string() + " --leak-count 2");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto ls = lines(dir_ / "c.jsonl");
+  ASSERT_EQ(ls.size(), 42u);
+  int leaked = 0;
+  for (const auto& l : ls) leaked += l.find("What is the leaked question?") != std::string::npos;
+  EXPECT_EQ(leaked, 2);
+  EXPECT_NE(r.out.find("2 planted leaks"), std::string::npos) << r.out;
+}
+
+TEST_F(TrainCli, TrainLogsExportsAndResumesExactly) {
+  ASSERT_EQ(hrmbench("make-corpus --out " + (dir_ / "c.jsonl").string() + " --n 60 --seed 1").status, 0);
+  const std::string tok = (test::fixtures() / "tokenizer" / "tokenizer.json").string();
+  const std::string common = "train --data " + (dir_ / "c.jsonl").string() + " --tokenizer " + tok +
+                             " --shape tiny --batch-tokens 256 --lr 2e-3 --warmup 2 --ema 0.9 --seed 4";
+  const CmdRun straight = hrmbench(common + " --steps 4 --out " + (dir_ / "a").string());
+  ASSERT_EQ(straight.status, 0) << straight.out;
+  EXPECT_NE(straight.out.find("step 4/4"), std::string::npos) << straight.out;
+  EXPECT_NE(straight.out.find("tok/s"), std::string::npos) << straight.out;
+  const auto log = lines(dir_ / "a" / "loss.jsonl");
+  ASSERT_EQ(log.size(), 4u);
+  EXPECT_EQ(log[3].rfind("{\"step\": 4, \"loss\": ", 0), 0u) << log[3];
+  EXPECT_TRUE(fs::exists(dir_ / "a" / "hf" / "config.json"));
+  EXPECT_TRUE(fs::exists(dir_ / "a" / "hf" / "tokenizer.json"));
+
+  ASSERT_EQ(hrmbench(common + " --steps 2 --out " + (dir_ / "b").string()).status, 0);
+  const CmdRun resumed = hrmbench(common + " --steps 4 --resume --out " + (dir_ / "b").string());
+  ASSERT_EQ(resumed.status, 0) << resumed.out;
+  EXPECT_NE(resumed.out.find("resumed at step 2"), std::string::npos) << resumed.out;
+  EXPECT_EQ(lines(dir_ / "b" / "loss.jsonl").size(), 4u);
+  EXPECT_EQ(test::read_text(dir_ / "a" / "hf" / "model.safetensors"),
+            test::read_text(dir_ / "b" / "hf" / "model.safetensors"))
+      << "a resumed run must export the same EMA weights as an uninterrupted one";
+
+  // The export generates with the inference runtime.
+  const CmdRun gen = hrmbench("generate --model " + (dir_ / "a" / "hf").string() +
+                           " --prompt-ids 6,40,41,7 --max-new-tokens 3 --ignore-eos --print-ids");
+  EXPECT_EQ(gen.status, 0) << gen.out;
+}
+
+TEST_F(TrainCli, RejectsBadArguments) {
+  const CmdRun r = hrmbench("train --data " + (dir_ / "none.jsonl").string() + " --out " + (dir_ / "o").string() +
+                         " --bp-warmup cubic");
+  EXPECT_NE(r.status, 0);
+  const CmdRun no_tok = hrmbench("train --data " + (dir_ / "none.jsonl").string() + " --out " + (dir_ / "o").string());
+  EXPECT_NE(no_tok.status, 0);
+  EXPECT_NE(no_tok.out.find("none.jsonl"), std::string::npos) << no_tok.out;
+  const CmdRun resume = hrmbench("make-corpus --out " + (dir_ / "x.jsonl").string() + " --n 3 --leak-count 2");
+  EXPECT_NE(resume.status, 0);
+  EXPECT_NE(resume.out.find("--leak"), std::string::npos) << resume.out;
+}
+
+}  // namespace
+}  // namespace hrm
