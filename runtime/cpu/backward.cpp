@@ -2,6 +2,8 @@
 // independent outputs only, never over a reduction, so results are identical for any thread count.
 #include "runtime/cpu/backward.h"
 
+#include "runtime/cpu/ops.h"
+
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
@@ -13,9 +15,6 @@
 namespace hrm::cpu {
 namespace {
 
-// Rows (or weight rows) handled together so one pass over the shared operand serves several outputs.
-constexpr int64_t kTile = 4;
-
 inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 inline float dot(const float* a, const float* b, int64_t n) {
@@ -26,42 +25,49 @@ inline float dot(const float* a, const float* b, int64_t n) {
 
 }  // namespace
 
-void matmul_nn(const float* dy, int64_t rows, int64_t out, const float* w, int64_t in, float* dx,
-               bool accumulate) {
-  const int64_t tiles = (rows + kTile - 1) / kTile;
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, tiles, 1), [&](const auto& r) {
-    for (int64_t t = r.begin(); t < r.end(); ++t) {
-      const int64_t r0 = t * kTile, n = std::min(kTile, rows - r0);
-      if (!accumulate) std::fill(dx + r0 * in, dx + (r0 + n) * in, 0.f);
-      for (int64_t o = 0; o < out; ++o) {
-        const float* wo = w + o * in;
-        for (int64_t j = 0; j < n; ++j) {
-          const float g = dy[(r0 + j) * out + o];
-          if (g == 0.f) continue;
-          float* d = dx + (r0 + j) * in;
-          for (int64_t i = 0; i < in; ++i) d[i] += g * wo[i];
-        }
-      }
-    }
+namespace {
+
+// out[c, r] = in[r, c] for a [rows, cols] matrix.
+void transpose(const float* in, int64_t rows, int64_t cols, float* out) {
+  constexpr int64_t kBlock = 32;  // cache-sized tiles
+  const int64_t row_blocks = (rows + kBlock - 1) / kBlock;
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, row_blocks, 1), [&](const auto& r) {
+    for (int64_t rb = r.begin(); rb < r.end(); ++rb)
+      for (int64_t c0 = 0; c0 < cols; c0 += kBlock)
+        for (int64_t i = rb * kBlock; i < std::min(rows, (rb + 1) * kBlock); ++i)
+          for (int64_t c = c0; c < std::min(cols, c0 + kBlock); ++c) out[c * rows + i] = in[i * cols + c];
   });
 }
 
-void matmul_tn_acc(const float* dy, int64_t rows, int64_t out, const float* x, int64_t in, float* dw) {
-  const int64_t tiles = (out + kTile - 1) / kTile;
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, tiles, 1), [&](const auto& r) {
-    for (int64_t t = r.begin(); t < r.end(); ++t) {
-      const int64_t o0 = t * kTile, n = std::min(kTile, out - o0);
-      for (int64_t row = 0; row < rows; ++row) {
-        const float* xr = x + row * in;
-        for (int64_t j = 0; j < n; ++j) {
-          const float g = dy[row * out + o0 + j];
-          if (g == 0.f) continue;
-          float* d = dw + (o0 + j) * in;
-          for (int64_t i = 0; i < in; ++i) d[i] += g * xr[i];
-        }
-      }
-    }
+void add_to(float* dst, const float* src, int64_t n) {
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, 1 << 14), [&](const auto& r) {
+    for (int64_t i = r.begin(); i < r.end(); ++i) dst[i] += src[i];
   });
+}
+
+}  // namespace
+
+// Both gradients are matmul_nt on transposed operands: its register-blocked dot products are about
+// twice as fast here as row-axpy loops, and it is deterministic. The transposes cost O(size) only.
+void matmul_nn(const float* dy, int64_t rows, int64_t out, const float* w, int64_t in, float* dx,
+               bool accumulate) {
+  std::vector<float> wt(out * in);
+  transpose(w, out, in, wt.data());
+  if (!accumulate) {
+    matmul_nt(dy, rows, out, wt.data(), in, dx);
+    return;
+  }
+  std::vector<float> tmp(rows * in);
+  matmul_nt(dy, rows, out, wt.data(), in, tmp.data());
+  add_to(dx, tmp.data(), rows * in);
+}
+
+void matmul_tn_acc(const float* dy, int64_t rows, int64_t out, const float* x, int64_t in, float* dw) {
+  std::vector<float> dyt(rows * out), xt(rows * in), tmp(out * in);
+  transpose(dy, rows, out, dyt.data());
+  transpose(x, rows, in, xt.data());
+  matmul_nt(dyt.data(), out, rows, xt.data(), in, tmp.data());
+  add_to(dw, tmp.data(), out * in);
 }
 
 void rms_norm_backward(const float* x, const float* dy, int64_t rows, int64_t dim, float eps, float* dx,
