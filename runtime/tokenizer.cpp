@@ -39,7 +39,10 @@ constexpr int64_t kMaxTokenId = int64_t{1} << 24;
 // only churn it), in shards so that threads encoding at once rarely wait for each other.
 constexpr size_t kMaxCachedWordBytes = 128;
 constexpr size_t kCacheShards = 16;
-constexpr size_t kCacheShardSlots = size_t{1} << 15;  // a power of two; at most half are used
+// Slots per shard: tables start small (one prompt should not allocate megabytes), double when
+// half full, and are emptied once the largest size is half full. Powers of two.
+constexpr size_t kCacheShardFirstSlots = size_t{1} << 8;
+constexpr size_t kCacheShardMaxSlots = size_t{1} << 15;
 constexpr int kCacheShardShift = 48;
 // PCRE2 limits: a hostile Split regex from a tokenizer.json must fail, not hang.
 constexpr uint32_t kRegexMatchLimit = 10'000'000;
@@ -183,8 +186,8 @@ struct Tokenizer::Impl {
   bool fuse_unk = false;
 
   // One shard of the BPE word cache: open addressing with linear probing over a power-of-two
-  // table, keys and ids in two arenas. When half full it is simply emptied: the words that
-  // matter come back at once, and memory stays bounded without any eviction bookkeeping.
+  // table, keys and ids in two arenas. When the largest table is half full it is simply emptied:
+  // the words that matter come back at once, and memory stays bounded without eviction logic.
   struct CacheShard {
     struct Slot {
       uint64_t hash = 0;
@@ -202,8 +205,8 @@ struct Tokenizer::Impl {
 
     // The slot holding `word`, or the empty slot where it would go (slots must not be empty).
     Slot& find(std::string_view word, uint64_t hash) {
-      constexpr size_t kMask = kCacheShardSlots - 1;
-      for (size_t i = hash & kMask;; i = (i + 1) & kMask) {
+      const size_t mask = slots.size() - 1;
+      for (size_t i = hash & mask;; i = (i + 1) & mask) {
         Slot& s = slots[i];
         if (!s.used) return s;
         if (s.hash == hash && s.key_length == word.size() &&
@@ -217,6 +220,23 @@ struct Tokenizer::Impl {
       keys.append(word);
       ids.insert(ids.end(), word_ids.begin(), word_ids.end());
       ++used;
+    }
+    // Makes room for one more word: grows the table, or empties it at its largest size.
+    void make_room() {
+      if (slots.empty()) {
+        slots.resize(kCacheShardFirstSlots);
+        return;
+      }
+      if (used * 2 < slots.size()) return;
+      if (slots.size() >= kCacheShardMaxSlots) {
+        clear();
+        return;
+      }
+      std::vector<Slot> old(slots.size() * 2);
+      old.swap(slots);
+      for (const Slot& s : old) {
+        if (s.used) find(std::string_view(keys).substr(s.key_offset, s.key_length), s.hash) = s;
+      }
     }
     void clear() {
       std::fill(slots.begin(), slots.end(), Slot{});
@@ -596,8 +616,7 @@ struct Tokenizer::Impl {
     const std::vector<TokenId> ids = bpe_uncached(word);
     out.insert(out.end(), ids.begin(), ids.end());
     std::lock_guard<std::mutex> lock(shard.mu);
-    if (shard.slots.empty()) shard.slots.resize(kCacheShardSlots);
-    if (shard.used * 2 >= kCacheShardSlots) shard.clear();
+    shard.make_room();
     CacheShard::Slot& slot = shard.find(word, hash);
     if (!slot.used) shard.insert(slot, word, hash, ids);  // another thread may have added it
   }
