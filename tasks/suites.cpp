@@ -94,8 +94,8 @@ std::size_t limit_of(const LoadOptions& o) { return o.limit ? *o.limit : static_
 
 void check_rows(const std::string& file, std::size_t got, std::size_t official, const LoadOptions& o) {
   if (got == official || !o.warn_on_row_count) return;
-  std::fprintf(stderr, "warning: %s: %zu rows, the official split has %zu%s\n", file.c_str(), got, official,
-               o.limit ? " (--limit in effect)" : "");
+  if (o.limit && got == *o.limit) return;  // a --limit asked for exactly this many
+  std::fprintf(stderr, "warning: %s: %zu rows, the official split has %zu\n", file.c_str(), got, official);
 }
 
 std::string require_file(const fs::path& data_dir, const std::string& rel) {
@@ -105,7 +105,8 @@ std::string require_file(const fs::path& data_dir, const std::string& rel) {
 }
 
 Metric mean_metric(const std::string& name, const std::vector<double>& xs) {
-  Metric m{name, 0, 0};
+  // Undefined values (no samples; a standard error from one sample) are NaN, written as null.
+  Metric m{name, std::nan(""), std::nan("")};
   if (xs.empty()) return m;
   double sum = 0;
   for (double x : xs) sum += x;
@@ -114,7 +115,7 @@ Metric mean_metric(const std::string& name, const std::vector<double>& xs) {
   for (double x : xs) ss += (x - mean) * (x - mean);
   m.value = mean;
   // Standard error of the mean with the sample standard deviation (lm-eval's mean_stderr).
-  m.stderr_ = xs.size() > 1 ? std::sqrt(ss / static_cast<double>(xs.size() - 1)) / std::sqrt(static_cast<double>(xs.size())) : 0;
+  if (xs.size() > 1) m.stderr_ = std::sqrt(ss / static_cast<double>(xs.size() - 1)) / std::sqrt(static_cast<double>(xs.size()));
   return m;
 }
 
@@ -481,10 +482,13 @@ Aggregate Mmlu::aggregate(std::span<const SampleScore> scores, std::size_t missi
     a.groups.push_back({subject, v.first.size(), sa.value, si.value});
     acc.value += sa.value;
     inv.value += si.value;
-    var_acc += sa.stderr_ * sa.stderr_;
-    var_inv += si.stderr_ * si.stderr_;
+    // A one-item subject has no within-subject variance estimate; it contributes 0.
+    if (std::isfinite(sa.stderr_)) var_acc += sa.stderr_ * sa.stderr_;
+    if (std::isfinite(si.stderr_)) var_inv += si.stderr_ * si.stderr_;
   }
-  if (!by_subject.empty()) {
+  if (by_subject.empty()) {
+    acc.value = inv.value = acc.stderr_ = inv.stderr_ = std::nan("");
+  } else {
     double n = static_cast<double>(by_subject.size());
     acc.value /= n;
     inv.value /= n;

@@ -62,6 +62,19 @@ TEST(Aggregate, MeanAndStandardError) {
   EXPECT_DOUBLE_EQ(a.metrics[1].value, 0.25);  // one invalid
 }
 
+TEST(Aggregate, UndefinedValuesAreNullInJson) {
+  auto gsm = hrm::tasks::load_suite("gsm8k", data_dir());
+  auto none = gsm->aggregate({}, 3);
+  EXPECT_TRUE(std::isnan(none.metrics[0].value));
+  std::vector<hrm::tasks::SampleScore> one = {gsm->score(0, "\\boxed{18}")};
+  auto single = gsm->aggregate(one, 0);
+  EXPECT_EQ(single.metrics[0].value, 1.0);
+  EXPECT_TRUE(std::isnan(single.metrics[0].stderr_));  // no spread from one sample
+  EXPECT_EQ(hrm::tasks::aggregate_json(single),
+            "{\"suite\":\"gsm8k\",\"n_scored\":1,\"n_missing\":0,\"metrics\":{\"acc\":1.0,\"acc_stderr\":null,"
+            "\"invalid\":0.0,\"invalid_stderr\":null}}");
+}
+
 TEST(Aggregate, MmluIsMacroOverSubjects) {
   auto mmlu = hrm::tasks::load_suite("mmlu", data_dir());
   // Two subjects: abstract_algebra rows 0,1 both right; the first anatomy row wrong.
