@@ -18,5 +18,7 @@ void add_contam_commands(CLI::App& app, CLI::App& bench);
 void add_eval_commands(CLI::App& app);
 // train, make-corpus (cmd_train.cpp)
 void add_train_commands(CLI::App& app);
+// demo: the whole pipeline on embedded defaults (cmd_demo.cpp)
+void add_demo_commands(CLI::App& app);
 
 }  // namespace hrm::cli

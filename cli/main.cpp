@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   hrm::cli::add_contam_commands(app, bench);
   hrm::cli::add_eval_commands(app);
   hrm::cli::add_train_commands(app);
+  hrm::cli::add_demo_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
