@@ -122,6 +122,7 @@ struct Settings {
   std::vector<std::string> corpus;
   std::vector<std::string> text_fields = {"instruction", "response"};
   bool text_lines = false;
+  bool cross_documents = false;
   bool prefilter = true;
   size_t max_locations = 4;
   size_t top_docs = 20;
@@ -142,6 +143,7 @@ struct Settings {
     for (const auto& f : text_fields) w.String(f.c_str());
     w.EndArray();
     w.Key("text_lines"), w.Bool(text_lines);
+    w.Key("cross_documents"), w.Bool(cross_documents);
     w.Key("prefilter"), w.Bool(prefilter);
     w.Key("max_locations"), w.Uint64(max_locations);
     w.Key("top_docs"), w.Uint64(top_docs);
@@ -166,6 +168,7 @@ struct Settings {
     s.corpus = strings("corpus");
     s.text_fields = strings("text_fields");
     s.text_lines = member(v, "text_lines", file).GetBool();
+    s.cross_documents = member(v, "cross_documents", file).GetBool();
     s.prefilter = member(v, "prefilter", file).GetBool();
     s.max_locations = member(v, "max_locations", file).GetUint64();
     s.top_docs = member(v, "top_docs", file).GetUint64();
@@ -240,7 +243,8 @@ std::vector<std::unique_ptr<CorpusSource>> open_all(const Engine& e) {
     const bool own_fields = hash != std::string::npos && !fs::exists(p);
     const fs::path path = own_fields ? p.substr(0, hash) : p;
     const auto fields = own_fields ? split_list(p.substr(hash + 1)) : e.settings.text_fields;
-    for (auto& s : open_corpus(path, fields, e.settings.text_lines, e.tokenize)) out.push_back(std::move(s));
+    const size_t stream_n = e.settings.cross_documents ? e.settings.n : 0;
+    for (auto& s : open_corpus(path, fields, e.settings.text_lines, e.tokenize, stream_n)) out.push_back(std::move(s));
   }
   return out;
 }
@@ -491,6 +495,7 @@ struct ScanArgs {
   std::string out;
   std::string text_fields = "instruction,response";
   bool text_lines = false;
+  bool cross_documents = false;
   bool no_prefilter = false;
   size_t max_locations = 4;
   size_t top_docs = 20;
@@ -515,6 +520,7 @@ void run_scan(const ScanArgs& a) {
   for (const auto& c : a.corpus) s.corpus.push_back(fs::absolute(c).lexically_normal().string());
   s.text_fields = split_list(a.text_fields);
   s.text_lines = a.text_lines;
+  s.cross_documents = a.cross_documents;
   s.prefilter = !a.no_prefilter;
   s.max_locations = a.max_locations;
   s.top_docs = a.top_docs;
@@ -1038,6 +1044,8 @@ void add_contam_commands(CLI::App& app, CLI::App& bench) {
   scan_cmd->add_option("--out", sa->out, "Output directory")->required();
   scan_cmd->add_option("--text-fields", sa->text_fields, "JSONL fields that make a document")->capture_default_str();
   scan_cmd->add_flag("--text-lines", sa->text_lines, "Plain text: one document per line (default: per file)");
+  scan_cmd->add_flag("--cross-documents", sa->cross_documents,
+                    "Tokenized dirs as one token stream: n-grams may cross instruction/response pairs");
   scan_cmd->add_flag("--no-prefilter", sa->no_prefilter, "Disable the Bloom prefilter (for comparison)");
   scan_cmd->add_option("--max-locations", sa->max_locations, "Corpus locations kept per n-gram")->capture_default_str();
   scan_cmd->add_option("--top-docs", sa->top_docs, "Most matched corpus documents kept")->capture_default_str();

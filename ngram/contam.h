@@ -117,6 +117,13 @@ class CorpusSource {
 // inst_start/inst_len/resp_start/resp_len.npy (<i8), memory-mapped. A document is one
 // instruction/response pair (instruction tokens followed by response tokens).
 std::unique_ptr<CorpusSource> open_tokenized_dir(const std::filesystem::path& dir);
+// Only when asked (DESIGN §5: "unless asked"): tokens.npy of a tokenized dir as one token stream,
+// so n-grams also cross pair boundaries. Read in chunks of `chunk` tokens that overlap by n-1
+// tokens, so every window is seen exactly once; a "document" (in locations) is a chunk, and the
+// corpus token count includes the overlaps (n-1 per chunk).
+constexpr size_t kStreamChunkTokens = size_t{1} << 20;
+std::unique_ptr<CorpusSource> open_tokenized_stream(const std::filesystem::path& dir, size_t n,
+                                                    size_t chunk = kStreamChunkTokens);
 // JSONL, one document per line made of `fields` (each tokenized separately, then concatenated).
 // A line missing a field, or with a non-string one, is an error naming file and line.
 std::unique_ptr<CorpusSource> open_jsonl(const std::filesystem::path& file,
@@ -125,10 +132,12 @@ std::unique_ptr<CorpusSource> open_jsonl(const std::filesystem::path& file,
 std::unique_ptr<CorpusSource> open_text_files(std::vector<std::filesystem::path> files, bool per_line,
                                               TextTokenizer tokenize);
 // Expands a path from the command line: a tokenized dir, a dir of tokenized dirs (recursively),
-// *.jsonl, or a text file. `tokenize` may be empty only for tokenized dirs.
+// *.jsonl, or a text file. `tokenize` may be empty only for tokenized dirs. With stream_n > 0,
+// tokenized dirs are read with open_tokenized_stream(dir, stream_n).
 std::vector<std::unique_ptr<CorpusSource>> open_corpus(const std::filesystem::path& path,
                                                        const std::vector<std::string>& jsonl_fields,
-                                                       bool text_per_line, const TextTokenizer& tokenize);
+                                                       bool text_per_line, const TextTokenizer& tokenize,
+                                                       size_t stream_n = 0);
 
 // ---------------------------------------------------------------------------------------------
 // .npy files (the subset the pipeline writes)

@@ -147,6 +147,34 @@ class TokenizedDir : public CorpusSource {
   bool aligned_ = false;
 };
 
+class TokenStream : public CorpusSource {
+ public:
+  TokenStream(const fs::path& dir, size_t n, size_t chunk) : dir_(dir), n_(n), chunk_(chunk) {
+    if (n == 0 || chunk == 0) throw Error(cat(dir.string(), ": token stream needs n > 0 and chunk > 0"));
+    tokens_ = open_npy(dir / "tokens.npy", {"<u4", "<i4"});
+    const uint64_t t = tokens_.count;
+    // Chunk d holds the windows starting in [d*chunk, (d+1)*chunk).
+    chunks_ = t < n ? (t ? 1 : 0) : (t - n + 1 + chunk - 1) / chunk;
+  }
+  std::string name() const override { return dir_.string() + " (stream)"; }
+  uint64_t num_documents() const override { return chunks_; }
+  void read(uint64_t begin, uint64_t end, const std::function<void(uint64_t, std::span<const Token>)>& fn) const override {
+    std::vector<Token> buf;
+    for (uint64_t d = begin; d < end; ++d) {
+      const uint64_t b = d * chunk_, e = std::min<uint64_t>(tokens_.count, b + chunk_ + n_ - 1);
+      buf.resize(e - b);
+      std::memcpy(buf.data(), tokens_.data + b * sizeof(Token), (e - b) * sizeof(Token));
+      fn(d, buf);
+    }
+  }
+
+ private:
+  fs::path dir_;
+  size_t n_, chunk_;
+  NpyArray tokens_;
+  uint64_t chunks_ = 0;
+};
+
 // Offsets of the non-blank lines of a mapped file, and their 1-based line numbers for errors.
 struct Lines {
   std::vector<uint64_t> begin, end, number;
@@ -248,6 +276,10 @@ class TextFiles : public CorpusSource {
 
 std::unique_ptr<CorpusSource> open_tokenized_dir(const fs::path& dir) { return std::make_unique<TokenizedDir>(dir); }
 
+std::unique_ptr<CorpusSource> open_tokenized_stream(const fs::path& dir, size_t n, size_t chunk) {
+  return std::make_unique<TokenStream>(dir, n, chunk);
+}
+
 std::unique_ptr<CorpusSource> open_jsonl(const fs::path& file, std::vector<std::string> fields, TextTokenizer tokenize) {
   return std::make_unique<JsonlSource>(file, std::move(fields), std::move(tokenize));
 }
@@ -260,11 +292,14 @@ std::unique_ptr<CorpusSource> open_text_files(std::vector<fs::path> files, bool 
 }
 
 std::vector<std::unique_ptr<CorpusSource>> open_corpus(const fs::path& path, const std::vector<std::string>& jsonl_fields,
-                                                       bool text_per_line, const TextTokenizer& tokenize) {
+                                                       bool text_per_line, const TextTokenizer& tokenize, size_t stream_n) {
   std::vector<std::unique_ptr<CorpusSource>> out;
+  const auto open_dir = [stream_n](const fs::path& d) {
+    return stream_n ? open_tokenized_stream(d, stream_n) : open_tokenized_dir(d);
+  };
   if (fs::is_directory(path)) {
     if (fs::exists(path / "tokens.npy")) {
-      out.push_back(open_tokenized_dir(path));
+      out.push_back(open_dir(path));
       return out;
     }
     std::vector<fs::path> dirs;
@@ -272,7 +307,7 @@ std::vector<std::unique_ptr<CorpusSource>> open_corpus(const fs::path& path, con
       if (e.is_regular_file() && e.path().filename() == "tokens.npy") dirs.push_back(e.path().parent_path());
     std::sort(dirs.begin(), dirs.end());  // a fixed order: document locations refer to it
     if (dirs.empty()) throw Error(cat(path.string(), ": directory has no tokens.npy (expected a tokenized corpus dir)"));
-    for (const auto& d : dirs) out.push_back(open_tokenized_dir(d));
+    for (const auto& d : dirs) out.push_back(open_dir(d));
     return out;
   }
   if (!fs::is_regular_file(path)) throw Error(cat(path.string(), ": corpus path not found"));

@@ -126,6 +126,32 @@ TEST(TokenizedDir, ReadsPairsAsOneDocumentEach) {
   fs::remove_all(root);
 }
 
+TEST(TokenizedDir, StreamModeLetsNgramsCrossPairsAndChunks) {
+  const fs::path d = temp_dir("stream");
+  std::vector<uint32_t> tokens(23);
+  for (uint32_t i = 0; i < tokens.size(); ++i) tokens[i] = i;
+  // Pairs cut the stream at 4 and 9; a 5-gram spanning a cut matches only in stream mode.
+  write_dir(d, tokens, {{0, 9}, {2, 5}, {2, 14}, {2, 9}});
+  const std::vector<std::vector<Token>> samples = {{2, 3, 4, 5, 6}, {17, 18, 19, 20, 21}};
+  NgramIndex index(samples, {.n = 5});
+  std::vector<std::unique_ptr<CorpusSource>> pairs;
+  pairs.push_back(open_tokenized_dir(d));
+  EXPECT_EQ(sample_stats(index, scan(index, pairs))[0].matches, 0u);
+  for (size_t chunk : {1u, 3u, 4u, 100u}) {
+    std::vector<std::unique_ptr<CorpusSource>> stream;
+    stream.push_back(open_tokenized_stream(d, 5, chunk));
+    const ScanState st = scan(index, stream, {.threads = 2});
+    const auto stats = sample_stats(index, st);
+    EXPECT_EQ(stats[0].matches, 1u) << "chunk " << chunk;
+    EXPECT_EQ(stats[1].matches, 1u) << "chunk " << chunk;
+    // Every window of the stream is seen exactly once, however it is chunked.
+    uint64_t windows = 0;
+    stream[0]->read(0, stream[0]->num_documents(), [&](uint64_t, std::span<const Token> t) { windows += t.size() - 4; });
+    EXPECT_EQ(windows, tokens.size() - 4) << "chunk " << chunk;
+  }
+  fs::remove_all(d);
+}
+
 TEST(TokenizedDir, InconsistentFilesGiveClearErrors) {
   const fs::path d = temp_dir("bad");
   const auto expect_error = [&](const std::string& needle) {
