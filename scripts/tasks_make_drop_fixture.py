@@ -14,8 +14,9 @@ Not for MATH (tasks_make_math_fixture.py) or prompts (tasks_make_prompt_fixture.
 Setup (once): python3 -m venv /tmp/tasks-venv &&
   /tmp/tasks-venv/bin/pip install numpy scipy && /tmp/tasks-venv/bin/pip install --no-deps lm-eval
 Usage: /tmp/tasks-venv/bin/python scripts/tasks_make_drop_fixture.py [--data DIR] [--out FILE] [--cases N]
-Line format: {"d": doc_id or -1, "p": prediction str | [spans], "g": [[gold spans], ...], "em": x, "f1": y}
-("p" as a list means get_metrics(p, g[0]) was called; a string means process_results(doc, [p])).
+Line format: {"d": doc_id, "p": prediction str | [spans], "g": [[gold spans], ...], "r": 1?, "em": x, "f1": y}
+"p" a list: get_metrics(p, g[0]); "p" a string without "g": process_results with the answers of row d
+as golds; with "g" and "r": process_results with golds g.
 """
 import argparse
 import importlib.util
@@ -85,6 +86,7 @@ def main():
     ap.add_argument("--data", default=os.path.join(here, "..", "..", "shared", "data", "benchmarks"))
     ap.add_argument("--out", default=os.path.join(here, "..", "tests", "fixtures", "tasks", "drop_parity.jsonl"))
     ap.add_argument("--cases", type=int, default=6000)
+    ap.add_argument("--structured", type=int, default=600, help="extra process_results cases with structured golds")
     args = ap.parse_args()
     utils, version = load_drop_utils()
     rng = random.Random(SEED)
@@ -130,6 +132,18 @@ def main():
             pred = [other] + pred[1:] + [str(rng.randrange(100))]
         em, f1 = utils.get_metrics(pred, tuple(gold))
         cases.append({"d": doc_id, "p": pred, "g": [gold], "em": float(em), "f1": float(f1)})
+    # 3) process_results with several structured gold answers per doc, including blank ones
+    #    (lm-eval skips a gold whose first span is blank, e.g. an empty date).
+    for _ in range(args.structured):
+        doc_id, gold = rng.choice(multi)
+        extra = rng.choice(rows)["answers"][0]
+        golds = [tuple(gold), (extra,), ("",), (" ",)]
+        rng.shuffle(golds)
+        golds = golds[: rng.randrange(1, len(golds) + 1)]
+        pred = rng.choice([" ".join(gold), gold[0], extra, "", rng.choice(perturb(extra, rng, gold[-1]))])
+        r = utils.process_results({"answers": golds}, [pred])
+        cases.append({"d": doc_id, "p": pred, "g": [list(g) for g in golds], "r": 1,
+                      "em": float(r["em"]), "f1": float(r["f1"])})
     with open(args.out, "w", encoding="utf-8") as f:
         f.write(json.dumps({"_comment": f"made by scripts/tasks_make_drop_fixture.py with lm-eval {version} "
                             "lm_eval/tasks/drop/utils.py; seed " + str(SEED) + "; golds of lines without 'g' "

@@ -72,7 +72,15 @@ TEST(DropScoring, AgreesWithLmEvalOnFixture) {
     ++cases;
     hrm::tasks::DropScore got;
     std::string shown;
-    if (d["p"].IsString()) {
+    if (d["p"].IsString() && d.HasMember("g")) {
+      shown = d["p"].GetString();
+      std::vector<DropAnswer> given;
+      for (const auto& g : d["g"].GetArray()) {
+        given.emplace_back();
+        for (const auto& span : g.GetArray()) given.back().emplace_back(span.GetString());
+      }
+      got = hrm::tasks::drop_score(shown, given);
+    } else if (d["p"].IsString()) {
       shown = d["p"].GetString();
       got = hrm::tasks::drop_score(shown, golds.at(d["d"].GetUint64()));
     } else {
