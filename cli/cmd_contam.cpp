@@ -629,8 +629,9 @@ std::map<uint64_t, double> read_contamination(const fs::path& file) {
     if (line.empty()) continue;
     rapidjson::Document d;
     d.Parse(line.c_str(), line.size());
-    if (d.HasParseError() || !d.IsObject() || !d.HasMember("doc_id") || !d.HasMember("contamination"))
-      throw Error(cat(file.string(), ":", no, ": expected an object with doc_id and contamination"));
+    if (d.HasParseError() || !d.IsObject() || !d.HasMember("doc_id") || !d["doc_id"].IsUint64() ||
+        !d.HasMember("contamination") || !d["contamination"].IsNumber())
+      throw Error(cat(file.string(), ":", no, ": expected an object with an integer doc_id and a numeric contamination"));
     out[d["doc_id"].GetUint64()] = d["contamination"].GetDouble();
   }
   return out;
