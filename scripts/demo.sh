@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The README's main job: install missing packages, build hrmbench, run `hrmbench demo` (synthetic
+# corpus with a planted leak → CPU training → evaluation → contamination scan → HTML reports).
+# No GPU, no downloads. Extra arguments go to `hrmbench demo` (e.g. --steps 80 --out mydemo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DHRM_TESTS=OFF >/dev/null
+cmake --build build -j"$(nproc)" --target hrmbench
+./build/hrmbench demo "$@"
