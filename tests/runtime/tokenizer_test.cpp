@@ -8,13 +8,19 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
@@ -421,6 +427,70 @@ TEST(Tokenizer, ErrorsNameFileAndField) {
                           R"("behavior":"Isolated","invert":false},{"type":"ByteLevel","add_prefix_space":false,"use_regex":false}]}})";
   EXPECT_NE(error_of(bad_regex).find("pretokenizers[0].pattern.Regex: regex does not compile"), std::string::npos)
       << error_of(bad_regex);
+}
+
+}  // namespace
+
+namespace {
+
+// Runs the built hrmbench with `args`: exit status and stdout (with stderr after it if asked).
+std::pair<int, std::string> run_cli(const std::string& args, bool with_stderr = false) {
+  const char* bin = std::getenv("HRM_BINARY");
+  if (!bin) return {-1, "HRM_BINARY not set"};
+  FILE* p = popen((std::string(bin) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null")).c_str(), "r");
+  if (!p) return {-1, "popen failed"};
+  std::string out;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(TokenizerCli, TokenizeAndDecodeAgreeWithTheLibrary) {
+  const std::string tok_path = fixture_dir() + "/tokenizer.json";
+  const std::string text = "<|im_start|>Hi there, it's 42!<|im_end|>";
+  const std::vector<TokenId> ids = fixture_tokenizer().encode(text);
+  std::string joined;
+  for (TokenId id : ids) {
+    if (!joined.empty()) joined += ',';
+    joined += std::to_string(id);
+  }
+
+  auto [status, out] = run_cli("tokenize --tokenizer " + tok_path + " --text \"" + text + "\" --ids");
+  ASSERT_EQ(status, 0) << out;
+  EXPECT_EQ(out.substr(0, out.find('\n')), joined);
+
+  std::tie(status, out) = run_cli("tokenize --tokenizer " + tok_path + " --decode " + joined);
+  ASSERT_EQ(status, 0) << out;
+  EXPECT_EQ(out, text + "\n");
+  std::tie(status, out) = run_cli("tokenize --tokenizer " + tok_path + " --decode " + joined + " --skip-special");
+  EXPECT_EQ(out, "Hi there, it's 42!\n");
+
+  std::tie(status, out) = run_cli("tokenize --tokenizer " + tok_path, true);
+  EXPECT_EQ(status, 1);
+  EXPECT_NE(out.find("give one of --text, --file or --decode"), std::string::npos) << out;
+  std::tie(status, out) = run_cli("tokenize --tokenizer /nonexistent.json --text x", true);
+  EXPECT_EQ(status, 1);
+  EXPECT_NE(out.find("/nonexistent.json: cannot open tokenizer file"), std::string::npos) << out;
+}
+
+TEST(TokenizerCli, BenchCountsEveryStringOfTheData) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("hrm_tok_bench_" + std::to_string(::getpid()));
+  fs::create_directories(dir / "suite");
+  {
+    std::ofstream f(dir / "suite" / "x.jsonl");
+    f << R"({"question": "What is 2+2?", "choices": ["3", "4"], "answer": 1})" << "\n"
+      << R"({"question": "Name a colour.", "choices": {"text": ["red"]}})" << "\n";
+  }
+  auto [status, out] = run_cli("bench tokenizer --tokenizer " + fixture_dir() + "/tokenizer.json --data " +
+                               dir.string() + " --passes 1");
+  fs::remove_all(dir);
+  ASSERT_EQ(status, 0) << out;
+  EXPECT_NE(out.find(": 5 texts, "), std::string::npos) << out;
+  size_t tokens = 0;
+  for (const char* s : {"What is 2+2?", "3", "4", "Name a colour.", "red"}) tokens += fixture_tokenizer().encode(s).size();
+  EXPECT_NE(out.find("1 thread: " + std::to_string(tokens) + " tokens"), std::string::npos) << out;
 }
 
 }  // namespace
