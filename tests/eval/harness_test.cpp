@@ -19,24 +19,16 @@
 #include "eval/harness.h"
 #include "eval/json_util.h"
 #include "eval/samples.h"
+#include "eval_test_env.h"
 
 namespace hrm::eval {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string env(const char* name, const char* fallback) {
-  const char* v = std::getenv(name);
-  return v ? v : fallback;
-}
-fs::path model_dir() { return fs::path(env("HRM_FIXTURES", "tests/fixtures")) / "models" / "tiny_text"; }
-fs::path data_dir() { return fs::path(env("HRM_SHARED", "../shared")) / "data" / "benchmarks"; }
-
-fs::path fresh_dir(const std::string& name) {
-  const fs::path d = fs::path(::testing::TempDir()) / ("hrm_eval_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(d);
-  return d;
-}
+using test::fresh_dir;
+fs::path model_dir() { return test::tiny_text_model(); }
+fs::path data_dir() { return test::benchmark_data(); }
 
 std::string read(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -105,7 +97,7 @@ TEST_F(Harness, ResumeAfterKillGivesIdenticalResults) {
   o.max_batch = 1;  // one item at a time, so the kill lands between items
   run(o);
 
-  const std::string bin = env("HRM_BINARY", "build/hrmbench");
+  const std::string bin = test::hrmbench_binary();
   const std::string cmd = bin + " run --quiet --model " + model_dir().string() + " --data " +
                           data_dir().string() + " --suites gsm8k --limit 40 --max-new-tokens 24 --max-batch 1 --out " +
                           killed.string();

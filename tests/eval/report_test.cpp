@@ -14,26 +14,21 @@
 #include "eval/report_data.h"
 #include "reports/html.h"
 #include "reports/run_report.h"
+#include "eval_test_env.h"
 
 namespace hrm::eval {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string env(const char* name, const char* fallback) {
-  const char* v = std::getenv(name);
-  return v ? v : fallback;
-}
-
 class Report : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const fs::path data = fs::path(env("HRM_SHARED", "../shared")) / "data" / "benchmarks";
+    const fs::path data = test::benchmark_data();
     if (!fs::exists(data / "mmlu" / "test.jsonl")) return;
-    dir_ = fs::path(::testing::TempDir()) / ("hrm_report_" + std::to_string(getpid()));
-    fs::remove_all(dir_);
+    dir_ = test::fresh_dir("report");
     RunOptions o;
-    o.model_dir = fs::path(env("HRM_FIXTURES", "tests/fixtures")) / "models" / "tiny_text";
+    o.model_dir = test::tiny_text_model();
     o.data_dir = data;
     o.out_dir = dir_;
     o.suites = {"mmlu", "gsm8k"};
