@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <array>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <mutex>
@@ -706,6 +707,9 @@ Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
 Tokenizer Tokenizer::from_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw Error(cat(path, ": is a directory; expected the path of a tokenizer.json file"));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(cat(path, ": cannot open tokenizer file"));
   std::ostringstream buf;

@@ -396,6 +396,12 @@ TEST(Tokenizer, ErrorsNameFileAndField) {
   } catch (const hrm::Error& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/tokenizer.json"), std::string::npos);
   }
+  try {
+    Tokenizer::from_file(fixture_dir());
+    ADD_FAILURE() << "a directory loaded as a tokenizer";
+  } catch (const hrm::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is a directory"), std::string::npos) << e.what();
+  }
   const std::string vocab = R"({"a":0,"b":1,"ab":2})";
   EXPECT_NE(error_of(R"({"model": )").find("t.json: malformed JSON at byte 10"), std::string::npos)
       << error_of(R"({"model": )");
