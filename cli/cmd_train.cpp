@@ -41,6 +41,7 @@ struct TrainArgs {
   uint64_t seed = 0;
   int threads = 0;
   bool resume = false;
+  bool steps_given = false;  // --resume keeps the checkpoint's total unless --steps is given
 };
 
 std::string duration(double s) {
@@ -106,6 +107,7 @@ void run_train(const TrainArgs& a) {
   if (a.resume) {
     if (!fs::exists(ckpt_dir / "state.json"))
       throw Error(cat("--resume: no checkpoint at ", ckpt_dir.string()));
+    if (!a.steps_given) o.steps = 0;
     t = std::make_unique<Trainer>(Trainer::resume(ckpt_dir, corpus, o, make_cpu_train_backend()));
     std::fprintf(stderr, "resumed at step %lld from %s\n", static_cast<long long>(t->step_count()),
                  ckpt_dir.string().c_str());
@@ -210,7 +212,8 @@ void add_train_commands(CLI::App& app) {
   tr->add_option("--shape", a->shape, "Model shape: tiny, b, l or xl")->capture_default_str();
   tr->add_option("--config", a->config, "config.json (file or model directory) instead of --shape");
   tr->add_option("--tokenizer", a->tokenizer, "tokenizer.json (required for JSONL data)");
-  tr->add_option("--steps", a->steps, "Optimizer steps in all")->capture_default_str();
+  auto* steps = tr->add_option("--steps", a->steps, "Optimizer steps in all (with --resume: default the checkpoint's)")
+                    ->capture_default_str();
   tr->add_option("--batch-tokens", a->batch_tokens, "Token budget of one packed batch")->capture_default_str();
   tr->add_option("--lr", a->lr, "Peak learning rate")->capture_default_str();
   tr->add_option("--warmup", a->warmup, "Linear LR warm-up steps")->capture_default_str();
@@ -228,7 +231,10 @@ void add_train_commands(CLI::App& app) {
   tr->add_option("--log-every", a->log_every, "Progress line on stderr every N steps")->capture_default_str();
   tr->add_option("--threads", a->threads, "CPU threads (default: all)");
   tr->add_flag("--resume", a->resume, "Continue from OUT/checkpoint");
-  tr->callback([a] { run_train(*a); });
+  tr->callback([a, steps] {
+    a->steps_given = steps->count() > 0;
+    run_train(*a);
+  });
 
   auto c = std::make_shared<CorpusArgs>();
   auto* mc = app.add_subcommand("make-corpus", "Write a synthetic arithmetic instruction corpus (JSONL)");

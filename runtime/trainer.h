@@ -64,8 +64,10 @@ class Trainer {
   Trainer(ModelConfig cfg, ModelWeights init, const TrainCorpus& corpus, TrainOptions opts,
           std::unique_ptr<TrainBackend> backend);
 
-  // Resumes from a checkpoint directory written by save_checkpoint. Throws hrm::Error naming the file
-  // when it is missing, belongs to another model shape, or lacks a tensor.
+  // Resumes from a checkpoint directory written by save_checkpoint. Every hyperparameter comes from the
+  // checkpoint; only opts.steps (> 0) may extend the run (it also moves the bp warm-up point, so keep
+  // it unchanged to reproduce an uninterrupted run). Throws hrm::Error naming the file when it is
+  // missing, belongs to another model shape, or lacks a tensor.
   static Trainer resume(const std::filesystem::path& checkpoint_dir, const TrainCorpus& corpus,
                         TrainOptions opts, std::unique_ptr<TrainBackend> backend);
 

@@ -90,6 +90,12 @@ TEST_F(TrainCli, TrainLogsExportsAndResumesExactly) {
             test::read_text(dir_ / "b" / "hf" / "model.safetensors"))
       << "a resumed run must export the same EMA weights as an uninterrupted one";
 
+  // --resume without --steps keeps the checkpoint's total: nothing left to do, nothing logged.
+  const CmdRun again = hrmbench(common + " --resume --out " + (dir_ / "b").string());
+  ASSERT_EQ(again.status, 0) << again.out;
+  EXPECT_NE(again.out.find("done: 4 steps"), std::string::npos) << again.out;
+  EXPECT_EQ(lines(dir_ / "b" / "loss.jsonl").size(), 4u);
+
   // The export generates with the inference runtime.
   const CmdRun gen = hrmbench("generate --model " + (dir_ / "a" / "hf").string() +
                            " --prompt-ids 6,40,41,7 --max-new-tokens 3 --ignore-eos --print-ids");

@@ -3,6 +3,7 @@
 #include "runtime/trainer.h"
 
 #include <gtest/gtest.h>
+#include <tbb/global_control.h>
 
 #include <cstring>
 #include <random>
@@ -91,6 +92,25 @@ TEST(TrainLoop, ResumeIsBitExact) {
   EXPECT_TRUE(bitwise_equal(a.z_L_init, b.z_L_init));
   EXPECT_EQ(straight.packer().cursor(), second.packer().cursor());
   fs::remove_all(ckpt);
+}
+
+TEST(TrainLoop, GradientsIndependentOfThreadCount) {
+  // Bit-exact resume across machines relies on this: every reduction has a fixed order.
+  const ModelConfig cfg = shape_config("tiny", 256);
+  const TrainCorpus corpus = random_corpus(12, 4);
+  Packer p(corpus, 96, 1);
+  const PackedBatch batch = p.next();
+  const ModelWeights w = init_weights(cfg, 8);
+  ModelWeights g_all = zeros_like(w), g_one = zeros_like(w);
+  const double l_all = cpu_forward_backward(cfg, w, batch, 5, &g_all).loss;
+  double l_one = 0;
+  {
+    tbb::global_control one(tbb::global_control::max_allowed_parallelism, 1);
+    l_one = cpu_forward_backward(cfg, w, batch, 5, &g_one).loss;
+  }
+  EXPECT_EQ(l_all, l_one);
+  std::vector<NamedTensor> a = trainable_tensors(g_all), b = trainable_tensors(g_one);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(bitwise_equal(*a[i].data, *b[i].data)) << a[i].name;
 }
 
 TEST(TrainLoop, ExportLoadsAsModelWithEmaWeights) {
