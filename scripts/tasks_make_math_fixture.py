@@ -110,18 +110,21 @@ def main():
     ap.add_argument("--out", default=os.path.join(here, "..", "tests", "fixtures", "tasks", "math_parity.jsonl"))
     ap.add_argument("--cases", type=int, default=6000)
     ap.add_argument("--seed", type=int, default=SEED, help="a different seed gives a held-out set")
+    ap.add_argument("--split", default="test", help="gold answers from math/<split>.jsonl (train: a held-out set)")
     args = ap.parse_args()
     rng = random.Random(args.seed)
-    rows = [json.loads(l) for l in open(os.path.join(args.data, "math/test.jsonl"), encoding="utf-8")]
+    rows = [json.loads(l) for l in open(os.path.join(args.data, f"math/{args.split}.jsonl"), encoding="utf-8")]
     golds = [last_boxed(r["solution"]) for r in rows]
     candidates = []
     for d, g in enumerate(golds):
+        if g is None:  # a train solution using the "\\boxed 5" form has no braced gold
+            continue
         for kind, p in rewrites(g, rng, golds[rng.randrange(len(golds))]):
             candidates.append((d, kind, p))
     rng.shuffle(candidates)
     # Every gold once against itself (the self-score check), then the rewrites stratified by kind so
     # the many integer answers do not crowd out fractions, radicals, tuples and intervals.
-    chosen = [(d, "same", g) for d, g in enumerate(golds)][: args.cases // 5]
+    chosen = [(d, "same", g) for d, g in enumerate(golds) if g is not None][: args.cases // 5]
     by_kind = {}
     for c in candidates:
         if c[1] != "same":
@@ -133,7 +136,7 @@ def main():
     with open(args.out, "w", encoding="utf-8") as f:
         f.write(json.dumps({"_comment": f"made by scripts/tasks_make_math_fixture.py with math-verify "
                             f"{getattr(math_verify, '__version__', '?')}; seed {args.seed}; gold = last \\boxed{{}} of "
-                            "math/test.jsonl row d; eq = verify(parse('\\\\boxed{'+gold+'}'), "
+                            f"math/{args.split}.jsonl row d; eq = verify(parse('\\\\boxed{'+gold+'}'), "
                             "parse('\\\\boxed{'+p+'}'))"}, ensure_ascii=False) + "\n")
         for d, kind, p in chosen:
             eq = verify(parse("\\boxed{" + golds[d] + "}"), parse("\\boxed{" + p + "}"))

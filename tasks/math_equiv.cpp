@@ -132,9 +132,9 @@ Normalized normalize(std::string_view in) {
     n.text = s;
     return n;
   }
-  // "12\text{ and }13", "7, -2, and -5": "and" separates list items.
-  static const std::regex kAnd(R"(\s*,?\s*(\\text\{\s*and\s*\}|\band\b)\s*)");
-  if (s.find("and") != std::string::npos) s = std::regex_replace(s, kAnd, ", ");
+  // "12\text{ and }13", "7, -2, and -5", "-2 \text{ or } -12": "and"/"or" separate list items.
+  static const std::regex kAnd(R"(\s*,?\s*(\\text\{\s*(and|or)\s*\}|\b(and|or)\b)\s*)");
+  if (s.find("and") != std::string::npos || s.find("or") != std::string::npos) s = std::regex_replace(s, kAnd, ", ");
   s = strip_text_groups(s);
   // Trailing unit words (latex2sympy2_extended math_normalization.py `units`, applied twice,
   // before spacing commands are expanded: "10\;edges" keeps its unit there).

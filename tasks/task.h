@@ -95,6 +95,8 @@ struct LoadOptions {
   bool warn_on_row_count = true;     // a differing row count prints a warning on stderr
 };
 
+// A loaded suite. Immutable after load_suite(): every method is const and safe to call from
+// several threads at once (the harness scores in parallel).
 class Suite {
  public:
   virtual ~Suite() = default;
