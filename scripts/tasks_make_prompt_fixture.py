@@ -14,6 +14,8 @@ Not for scoring parity (see tasks_make_drop_fixture.py, tasks_make_math_fixture.
 
 Usage: python3 scripts/tasks_make_prompt_fixture.py [--data ../shared/data/benchmarks]
            [--reference-dir PATH] [--out tests/fixtures/tasks/prompt_hashes.jsonl]
+With --reference-dir, run it with an interpreter that has lm-eval (--no-deps is enough), numpy,
+scipy and math-verify installed, e.g. /tmp/tasks-venv/bin/python (see tasks_make_drop_fixture.py).
 Hash: FNV-1a 64 of the UTF-8 bytes; rows keep the low 32 bits as 8 hex digits.
 """
 import argparse
@@ -76,7 +78,7 @@ def own_builders(data):
     prefix = "".join(e + "\n\n" for e in exemplars)
     drop = read_jsonl(os.path.join(data, "drop/validation_simple_evals.jsonl"))
     out["drop"] = ([f"{prefix}{r['passage']}\nQ: {r['question']}\nA:" for r in drop],
-                   [" | ".join(r["answers"]) for r in drop])
+                   [" | ".join(dict.fromkeys(r["answers"])) for r in drop])  # de-duplicated, as get_answers
 
     def fmt(q, choices, gold):
         text = q.strip() + "\n"
@@ -157,6 +159,19 @@ def reference_builders(data, ref_dir):
     datasets.load_dataset = load_dataset
     datasets.get_dataset_config_names = lambda path: list(math_subjects)
     sys.modules["datasets"] = datasets
+    try:  # the reference imports lm-eval's DROP utils at module level; the harness package may not import
+        import lm_eval.tasks.drop.utils  # noqa: F401
+    except Exception:
+        import importlib.util
+        import lm_eval
+        path = os.path.join(os.path.dirname(lm_eval.__file__), "tasks", "drop", "utils.py")
+        spec = importlib.util.spec_from_file_location("lm_eval.tasks.drop.utils", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        for name in ("lm_eval.tasks", "lm_eval.tasks.drop"):
+            sys.modules.setdefault(name, types.ModuleType(name))
+        sys.modules["lm_eval.tasks.drop.utils"] = mod
+        sys.modules["lm_eval.tasks.drop"].utils = mod
     sys.path.insert(0, ref_dir)
     import evaluation.benchmarks as b  # noqa: E402  (the reference module)
 

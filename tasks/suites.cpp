@@ -302,7 +302,11 @@ class Drop final : public Suite {
       if (structured) {
         it.answers = structured_answers(r);
       } else {
-        for (auto& a : r.strings("answers")) it.answers.push_back({std::move(a)});
+        // De-duplicated in order, as lm-eval's get_answers does: 8 rows repeat a flattened string.
+        for (auto& a : r.strings("answers")) {
+          DropAnswer one{std::move(a)};
+          if (std::find(it.answers.begin(), it.answers.end(), one) == it.answers.end()) it.answers.push_back(std::move(one));
+        }
         if (it.answers.empty()) throw Error(r.where("answers") + ": expected at least one answer");
       }
       items_.push_back(std::move(it));
