@@ -159,7 +159,7 @@ def make_tokenized():
         for k, v in idx.items():
             np.save(os.path.join(d, k + ".npy"), np.array(v, dtype=np.int64))
     with open(os.path.join(root, "tokenizer_info.json"), "w") as f:
-        json.dump({"vocab_size": 65536}, f)
+        json.dump({"vocab_size": 70000}, f)  # part_a holds ids up to 69999 (exercises <u4)
     with open(os.path.join(root, "expected.json"), "w") as f:
         json.dump(expected, f)
 

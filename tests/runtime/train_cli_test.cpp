@@ -102,6 +102,22 @@ TEST_F(TrainCli, TrainLogsExportsAndResumesExactly) {
   EXPECT_EQ(gen.status, 0) << gen.out;
 }
 
+TEST_F(TrainCli, TrainsOnTokenizedDirectoryWithConfig) {
+  // The pipeline's format (numpy-written fixture) with an explicit config.json (vocab 256 ≥ its ids).
+  const std::string data = (test::fixtures() / "train" / "tokenized" / "part_b").string();
+  const std::string config = (test::fixtures() / "train" / "step" / "config.json").string();
+  const CmdRun r = hrmbench("train --data " + data + " --config " + config + " --steps 2 --batch-tokens 64 --out " +
+                            (dir_ / "t").string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("corpus: 3 samples"), std::string::npos) << r.out;
+  EXPECT_EQ(lines(dir_ / "t" / "loss.jsonl").size(), 2u);
+  // Token ids beyond the config's vocabulary are rejected, naming the corpus.
+  const CmdRun bad = hrmbench("train --data " + (test::fixtures() / "train" / "tokenized").string() + " --config " +
+                              config + " --steps 1 --out " + (dir_ / "u").string());
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.out.find("outside the vocabulary"), std::string::npos) << bad.out;
+}
+
 TEST_F(TrainCli, RejectsBadArguments) {
   const CmdRun r = hrmbench("train --data " + (dir_ / "none.jsonl").string() + " --out " + (dir_ / "o").string() +
                          " --bp-warmup cubic");
