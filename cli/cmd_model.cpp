@@ -2,6 +2,9 @@
 #include <tbb/global_control.h>
 
 #include <chrono>
+#include <fstream>
+#include <random>
+#include <sstream>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -16,6 +19,8 @@
 #include "runtime/config.h"
 #include "runtime/engine.h"
 #include "runtime/model.h"
+#include "runtime/optimizer.h"
+#include "runtime/trainer.h"
 #include "runtime/prompt.h"
 #include "runtime/safetensors.h"
 #include "runtime/tokenizer.h"
@@ -199,9 +204,88 @@ void run_generate(const GenerateArgs& a) {
                load_s, results.empty() ? "-" : finish_reason_name(results[0].finish));
 }
 
+struct BenchArgs {
+  std::string shape = "tiny", config, backend = "cpu";
+  int64_t vocab = 65536, prompt_len = 128, decode_steps = 16;
+  std::vector<int64_t> batches = {1, 8, 32};
+  int threads = 0;
+  uint64_t seed = 0;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Throughput of a model shape with random weights: prefill, then decode at several batch sizes.
+void run_bench(const BenchArgs& a) {
+  if (a.backend != "cpu")
+    throw Error(cat("--backend ", a.backend, ": only the cpu backend is built into this binary"));
+  std::optional<tbb::global_control> limit;
+  if (a.threads > 0) limit.emplace(tbb::global_control::max_allowed_parallelism, a.threads);
+  ModelConfig cfg = a.config.empty() ? shape_config(a.shape, a.vocab)
+                    : std::filesystem::is_directory(a.config) ? load_config(a.config)
+                                                             : [&] {
+                                                                 std::ifstream in(a.config);
+                                                                 std::stringstream ss;
+                                                                 ss << in.rdbuf();
+                                                                 return parse_config(ss.str(), a.config);
+                                                               }();
+  const std::string name = a.config.empty() ? a.shape : a.config;
+  if (a.prompt_len + a.decode_steps > cfg.max_position_embeddings)
+    throw Error(cat("--prompt-len + --decode-steps exceed max_position_embeddings = ", cfg.max_position_embeddings));
+  auto t0 = std::chrono::steady_clock::now();
+  const Model model(cfg, init_weights(cfg, a.seed));
+  std::fprintf(stderr, "bench: %s, %.3f B parameters, random weights in %.1f s\n", name.c_str(),
+               cfg.parameter_count() / 1e9, seconds_since(t0));
+  std::mt19937 rng(static_cast<uint32_t>(a.seed));
+  std::uniform_int_distribution<TokenId> tok(14, static_cast<TokenId>(cfg.vocab_size - 1));
+  std::printf("| shape | backend | batch | prefill tok/s | decode tok/s | ms per decode step | KV cache |\n");
+  std::printf("|---|---|---:|---:|---:|---:|---:|\n");
+  for (int64_t batch : a.batches) {
+    std::vector<std::vector<TokenId>> prompts(batch, std::vector<TokenId>(a.prompt_len));
+    for (auto& p : prompts)
+      for (auto& t : p) t = tok(rng);
+    std::vector<KVCache> caches;
+    for (int64_t b = 0; b < batch; ++b) caches.push_back(model.new_cache());
+    std::vector<StepInput> in(batch);
+    for (int64_t b = 0; b < batch; ++b) in[b] = StepInput{&caches[b], prompts[b], a.prompt_len};
+    t0 = std::chrono::steady_clock::now();
+    auto logits = model.step(in);
+    const double prefill = seconds_since(t0);
+    std::vector<TokenId> next(batch);
+    t0 = std::chrono::steady_clock::now();
+    for (int64_t s = 0; s < a.decode_steps; ++s) {
+      for (int64_t b = 0; b < batch; ++b) {
+        next[b] = argmax(logits[b]);
+        in[b] = StepInput{&caches[b], std::span<const TokenId>(&next[b], 1), 0};
+      }
+      logits = model.step(in);
+    }
+    const double decode = seconds_since(t0);
+    size_t kv = 0;
+    for (const auto& c : caches) kv += c.bytes();
+    std::printf("| %s | cpu | %ld | %.0f | %.1f | %.1f | %s |\n", name.c_str(), batch, batch * a.prompt_len / prefill,
+                batch * a.decode_steps / decode, 1000 * decode / a.decode_steps, human_bytes(kv).c_str());
+    std::fflush(stdout);
+  }
+}
+
 }  // namespace
 
-void add_model_commands(CLI::App& app, CLI::App& /*bench*/) {
+void add_model_commands(CLI::App& app, CLI::App& bench) {
+  auto* bm = bench.add_subcommand("model", "Prefill/decode throughput of a model shape with random weights");
+  auto b = std::make_shared<BenchArgs>();
+  bm->add_option("--shape", b->shape, "tiny, b, l or xl (DESIGN §2)")->capture_default_str();
+  bm->add_option("--config", b->config, "config.json (file or model directory) instead of --shape");
+  bm->add_option("--vocab", b->vocab, "Vocabulary size for --shape")->capture_default_str();
+  bm->add_option("--prompt-len", b->prompt_len, "Prompt tokens per sequence")->capture_default_str();
+  bm->add_option("--decode-steps", b->decode_steps, "Decode steps timed per batch size")->capture_default_str();
+  bm->add_option("--batches", b->batches, "Batch sizes")->delimiter(',')->capture_default_str();
+  bm->add_option("--threads", b->threads, "CPU threads (default: all)");
+  bm->add_option("--backend", b->backend, "cpu")->capture_default_str();
+  bm->add_option("--seed", b->seed, "Weight seed")->capture_default_str();
+  bm->callback([b] { run_bench(*b); });
+
   auto* info = app.add_subcommand("info", "Show a checkpoint's configuration, size, memory and KV-cache cost");
   auto dir = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
