@@ -35,7 +35,9 @@ class Tokenizer {
   Tokenizer& operator=(Tokenizer&&) noexcept;
   ~Tokenizer();
 
-  // Same ids as `tokenizers`' Tokenizer.encode(text, add_special_tokens=False).ids.
+  // Same ids as `tokenizers`' Tokenizer.encode(text, add_special_tokens=False).ids. Throws
+  // hrm::Error if `text` is not valid UTF-8. Safe to call from many threads on one Tokenizer
+  // (the BPE word cache is sharded behind mutexes). See docs/TOKENIZER.md.
   std::vector<TokenId> encode(std::string_view text) const;
   // Same text as `tokenizers`' decode(ids, skip_special_tokens=skip_special).
   std::string decode(std::span<const TokenId> ids, bool skip_special = false) const;
