@@ -307,20 +307,29 @@ TEST(Tokenizer, MergeStringFormEncodesLikePairForm) {
   }
 }
 
+// Threads share one Tokenizer whose word cache starts empty, so they fill and grow the cache
+// tables at the same time; every result must equal the serial one.
 TEST(Tokenizer, ConcurrentEncodesMatchSerial) {
-  const Tokenizer& tok = fixture_tokenizer();
+  constexpr size_t kRows = 3000;  // MMLU rows: enough distinct words to grow the cache tables
   std::vector<std::string> texts;
-  for (int i = 0; i < 200; ++i)
-    texts.push_back("Sample " + std::to_string(i * 7919) + " with words like gravity, boxed{x}, and   spaces\n");
+  for (const Row& row : load_jsonl(bench_dir() + "/mmlu/test.jsonl")) {
+    for (const auto& field : row) texts.push_back(field.second);
+    if (texts.size() >= kRows) break;
+  }
+  ASSERT_GE(texts.size(), kRows);
   std::vector<std::vector<TokenId>> want;
-  for (const auto& t : texts) want.push_back(tok.encode(t));
+  for (const auto& t : texts) want.push_back(fixture_tokenizer().encode(t));
+  const Tokenizer fresh = Tokenizer::from_file(fixture_dir() + "/tokenizer.json");
   constexpr int kThreads = 4;
   std::vector<int> bad(kThreads, 0);
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
-      for (int rep = 0; rep < 5; ++rep)
-        for (size_t i = 0; i < texts.size(); ++i) bad[t] += tok.encode(texts[i]) != want[i];
+      // Each thread walks the texts from a different starting point.
+      for (size_t k = 0; k < texts.size(); ++k) {
+        const size_t i = (k + static_cast<size_t>(t) * texts.size() / kThreads) % texts.size();
+        bad[t] += fresh.encode(texts[i]) != want[i];
+      }
     });
   }
   for (auto& th : threads) th.join();
