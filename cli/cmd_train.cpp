@@ -175,7 +175,7 @@ void run_train(const TrainArgs& a) {
 }
 
 struct CorpusArgs {
-  std::string out, leak, condition = "synth,cot";
+  std::string out, leak, condition = "synth,cot", tokenized, tokenizer;
   int64_t n = 1000, leak_count = 0;
   uint64_t seed = 0;
 };
@@ -198,6 +198,17 @@ void run_make_corpus(const CorpusArgs& a) {
     leaked += s.leaked;
   }
   if (!out) throw Error(cat(a.out, ": write failed"));
+  if (!a.tokenized.empty()) {
+    // The same tokens the trainer sees, in the pipeline's format, for `contam` and `train --data DIR`.
+    const Tokenizer tok = Tokenizer::from_file(a.tokenizer);
+    const PromptFormat fmt;
+    TrainCorpus corpus;
+    for (const auto& s : samples) add_text_sample(corpus, tok, fmt, s.instruction, s.response, s.condition);
+    write_tokenized_corpus(a.tokenized, corpus);
+    std::ofstream info(fs::path(a.tokenized) / "tokenizer_info.json");
+    info << "{\"vocab_size\": " << tok.vocab_size() << "}\n";
+    std::fprintf(stderr, "wrote %zu tokens to %s\n", corpus.tokens.size(), a.tokenized.c_str());
+  }
   std::fprintf(stderr, "wrote %zu samples (%lld planted leaks) to %s\n", samples.size(),
                static_cast<long long>(leaked), a.out.c_str());
 }
@@ -244,6 +255,10 @@ void add_train_commands(CLI::App& app) {
   mc->add_option("--condition", c->condition, "Condition tags of every sample")->capture_default_str();
   mc->add_option("--leak", c->leak, "Benchmark-style JSONL whose questions are planted verbatim");
   mc->add_option("--leak-count", c->leak_count, "Planted copies in all (default: one per question)");
+  auto* tokenized = mc->add_option("--tokenized", c->tokenized,
+                                   "Also write the corpus tokenized (tokens.npy + index .npy files) to this directory");
+  mc->add_option("--tokenizer", c->tokenizer, "tokenizer.json for --tokenized")->needs(tokenized);
+  tokenized->needs("--tokenizer");
   mc->callback([c] { run_make_corpus(*c); });
 }
 

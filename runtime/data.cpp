@@ -92,10 +92,18 @@ void TrainCorpus::validate(const std::string& origin, int64_t vocab) const {
   }
 }
 
+void add_text_sample(TrainCorpus& corpus, const Tokenizer& tok, const PromptFormat& fmt,
+                     std::string_view instruction, std::string_view response, std::string_view condition) {
+  const std::vector<TokenId> inst = format_prompt(tok, fmt, instruction, condition);
+  std::vector<TokenId> resp = tok.encode(response);
+  resp.push_back(stop_token(tok, fmt));  // the response ends with <|box_end|>, where generation stops
+  corpus.add(inst, resp);
+}
+
 TrainCorpus load_jsonl_corpus(const std::filesystem::path& path, const Tokenizer& tok, const PromptFormat& fmt) {
   std::ifstream in(path);
   if (!in) throw Error(cat(path.string(), ": cannot open the training JSONL"));
-  const TokenId stop = stop_token(tok, fmt);
+  stop_token(tok, fmt);  // fail early, naming the missing token
   TrainCorpus corpus;
   std::string line;
   int64_t line_no = 0;
@@ -116,10 +124,7 @@ TrainCorpus load_jsonl_corpus(const std::filesystem::path& path, const Tokenizer
         throw Error(cat(path.string(), ":", line_no, ": field \"", key, "\" must be a string"));
       return std::string(it->value.GetString(), it->value.GetStringLength());
     };
-    const std::vector<TokenId> inst = format_prompt(tok, fmt, text("instruction", true), text("condition", false));
-    std::vector<TokenId> resp = tok.encode(text("response", true));
-    resp.push_back(stop);  // the response ends with <|box_end|>, the token generation stops at
-    corpus.add(inst, resp);
+    add_text_sample(corpus, tok, fmt, text("instruction", true), text("response", true), text("condition", false));
   }
   if (corpus.size() == 0) throw Error(cat(path.string(), ": no training samples"));
   return corpus;
@@ -175,6 +180,50 @@ std::vector<int64_t> read_npy_1d(const std::filesystem::path& path) {
     out[i] = static_cast<int64_t>(u);
   }
   return out;
+}
+
+void write_npy_1d(const std::filesystem::path& path, std::span<const int64_t> values, const std::string& dtype) {
+  // numpy/lib/format.py: ARRAY_ALIGN = 64, and GROWTH_AXIS_MAX_DIGITS = 21 spaces reserved minus the
+  // digits of the leading dimension.
+  constexpr size_t kAlign = 64, kGrowthDigits = 21, kPreamble = 10;
+  int64_t lo = 0, hi = 0;
+  size_t width = 0;
+  if (dtype == "<u4") lo = 0, hi = std::numeric_limits<uint32_t>::max(), width = 4;
+  else if (dtype == "<i4") lo = std::numeric_limits<int32_t>::min(), hi = std::numeric_limits<int32_t>::max(), width = 4;
+  else if (dtype == "<i8") lo = std::numeric_limits<int64_t>::min(), hi = std::numeric_limits<int64_t>::max(), width = 8;
+  else throw Error(cat(path.string(), ": unsupported .npy dtype '", dtype, "' for writing"));
+  const std::string n = std::to_string(values.size());
+  std::string header = "{'descr': '" + dtype + "', 'fortran_order': False, 'shape': (" + n + ",), }";
+  header.append(kGrowthDigits - n.size(), ' ');
+  const size_t total = kPreamble + header.size() + 1;
+  header.append((kAlign - total % kAlign) % kAlign, ' ');
+  header += '\n';
+  std::string bytes(kNpyMagic, kNpyMagicLen);
+  bytes += '\x01';
+  bytes += '\x00';
+  bytes += static_cast<char>(header.size() & 0xff);
+  bytes += static_cast<char>(header.size() >> 8);
+  bytes += header;
+  for (int64_t v : values) {
+    if (v < lo || v > hi) throw Error(cat(path.string(), ": value ", v, " does not fit ", dtype));
+    const uint64_t u = static_cast<uint64_t>(v);
+    for (size_t b = 0; b < width; ++b) bytes += static_cast<char>((u >> (8 * b)) & 0xff);
+  }
+  std::ofstream out(path, std::ios::binary);
+  if (!out) throw Error(cat(path.string(), ": cannot write"));
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw Error(cat(path.string(), ": write failed"));
+}
+
+void write_tokenized_corpus(const std::filesystem::path& dir, const TrainCorpus& corpus) {
+  std::filesystem::create_directories(dir);
+  corpus.validate(dir.string(), 0);
+  const std::vector<int64_t> tokens(corpus.tokens.begin(), corpus.tokens.end());
+  write_npy_1d(dir / "tokens.npy", tokens, "<u4");
+  write_npy_1d(dir / "inst_start.npy", corpus.inst_start, "<i8");
+  write_npy_1d(dir / "inst_len.npy", corpus.inst_len, "<i8");
+  write_npy_1d(dir / "resp_start.npy", corpus.resp_start, "<i8");
+  write_npy_1d(dir / "resp_len.npy", corpus.resp_len, "<i8");
 }
 
 TrainCorpus load_tokenized_corpus(const std::filesystem::path& dir) {

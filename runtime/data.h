@@ -43,6 +43,11 @@ struct TrainCorpus {
   void validate(const std::string& origin, int64_t vocab) const;
 };
 
+// Tokenizes one sample the way the JSONL loader does (prompt format for the instruction, response text
+// + the stop token) and appends it.
+void add_text_sample(TrainCorpus& corpus, const Tokenizer& tok, const PromptFormat& fmt,
+                     std::string_view instruction, std::string_view response, std::string_view condition);
+
 // One JSONL line: "instruction" and "response" strings required, "condition" optional ("" = none).
 TrainCorpus load_jsonl_corpus(const std::filesystem::path& path, const Tokenizer& tok, const PromptFormat& fmt);
 // A tokenized directory, or a directory of them (sub-directories in name order).
@@ -54,6 +59,14 @@ TrainCorpus load_corpus(const std::filesystem::path& path, const Tokenizer* tok,
 // Throws hrm::Error naming the file on anything else. (ngram/ has an mmap'd reader of its own; the
 // runtime cannot depend on ngram/, so this small one duplicates its header parsing.)
 std::vector<int64_t> read_npy_1d(const std::filesystem::path& path);
+
+// Writes a 1-D little-endian .npy file exactly as numpy.save does (format 1.0, header padded with
+// spaces — including numpy's room for the shape to grow — to a multiple of 64 bytes). `dtype` is
+// "<u4", "<i4" or "<i8"; values must fit it (checked).
+void write_npy_1d(const std::filesystem::path& path, std::span<const int64_t> values, const std::string& dtype);
+// Writes `corpus` as one tokenized directory of the data pipeline (tokens.npy as <u4, the index arrays
+// as <i8), so the contamination scan and the trainer can read the very same tokens.
+void write_tokenized_corpus(const std::filesystem::path& dir, const TrainCorpus& corpus);
 
 class Packer {
  public:

@@ -45,6 +45,21 @@ TEST(DataTokenized, ReadsPipelineDirectoriesWrittenByNumpy) {
   EXPECT_EQ(load_tokenized_corpus(root / "part_b").size(), 3);
 }
 
+TEST(DataTokenized, WriterIsByteIdenticalToNumpy) {
+  // part_a was written by numpy.save (tokens <u4, indices <i8): reading it and writing it back must
+  // reproduce every file byte for byte.
+  const fs::path src = test::fixtures() / "train" / "tokenized" / "part_a";
+  const TrainCorpus c = load_tokenized_corpus(src);
+  const fs::path d = temp_dir("write");
+  write_tokenized_corpus(d / "out", c);
+  for (const char* f : {"tokens.npy", "inst_start.npy", "inst_len.npy", "resp_start.npy", "resp_len.npy"})
+    EXPECT_EQ(test::read_text(d / "out" / f), test::read_text(src / f)) << f;
+  EXPECT_EQ(load_tokenized_corpus(d / "out").tokens, c.tokens);
+  std::vector<int64_t> big = {int64_t{1} << 40};
+  EXPECT_THROW(write_npy_1d(d / "x.npy", big, "<u4"), Error);
+  fs::remove_all(d);
+}
+
 TEST(DataTokenized, RejectsBadFiles) {
   const fs::path d = temp_dir("bad");
   std::ofstream(d / "tokens.npy") << "not numpy";

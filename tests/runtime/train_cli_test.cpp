@@ -66,6 +66,26 @@ TEST_F(TrainCli, MakeCorpusPlantsLeaks) {
   EXPECT_NE(r.out.find("2 planted leaks"), std::string::npos) << r.out;
 }
 
+TEST_F(TrainCli, MakeCorpusTokenizedMatchesJsonlTokens) {
+  // --tokenized writes exactly the tokens `train` derives from the JSONL: train both for 2 steps from
+  // the same seed and compare the loss logs.
+  const std::string tok = (test::fixtures() / "tokenizer" / "tokenizer.json").string();
+  const CmdRun r = hrmbench("make-corpus --out " + (dir_ / "c.jsonl").string() + " --n 30 --seed 5 --tokenized " +
+                            (dir_ / "tok").string() + " --tokenizer " + tok);
+  ASSERT_EQ(r.status, 0) << r.out;
+  ASSERT_TRUE(fs::exists(dir_ / "tok" / "tokens.npy"));
+  const std::string common = " --shape tiny --steps 2 --batch-tokens 256 --lr 1e-3 --warmup 1 --seed 2";
+  ASSERT_EQ(hrmbench("train --data " + (dir_ / "c.jsonl").string() + " --tokenizer " + tok + common + " --out " +
+                     (dir_ / "j").string()).status, 0);
+  const CmdRun d = hrmbench("train --data " + (dir_ / "tok").string() + common + " --out " + (dir_ / "d").string());
+  ASSERT_EQ(d.status, 0) << d.out;
+  const auto a = lines(dir_ / "j" / "loss.jsonl"), b = lines(dir_ / "d" / "loss.jsonl");
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), 2u);
+  for (size_t i = 0; i < 2; ++i)  // identical up to the timing fields
+    EXPECT_EQ(a[i].substr(0, a[i].find("\"seconds\"")), b[i].substr(0, b[i].find("\"seconds\"")));
+}
+
 TEST_F(TrainCli, TrainLogsExportsAndResumesExactly) {
   ASSERT_EQ(hrmbench("make-corpus --out " + (dir_ / "c.jsonl").string() + " --n 60 --seed 1").status, 0);
   const std::string tok = (test::fixtures() / "tokenizer" / "tokenizer.json").string();
