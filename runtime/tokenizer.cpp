@@ -286,16 +286,24 @@ struct Tokenizer::Impl {
     if (const auto* n = optional_member(root, "normalizer")) load_normalizer(*n, origin + ": normalizer");
     if (const auto* a = optional_member(root, "added_tokens")) load_added(*a);
     load_pre_tokenizer(member(root, "pre_tokenizer", origin));
-    if (const auto* p = optional_member(root, "post_processor")) {
-      const std::string type = type_of(*p, origin + ": post_processor");
-      // Post-processors only add template tokens (encode() is add_special_tokens=False) or
-      // adjust offsets; neither changes the ids encode() returns.
-      if (type != "ByteLevel" && type != "TemplateProcessing")
-        throw Error(cat(origin, ": post_processor.type '", type, "' is not supported (ByteLevel, TemplateProcessing)"));
-    }
+    if (const auto* p = optional_member(root, "post_processor")) check_post_processor(*p, origin + ": post_processor");
     const std::string decoder = type_of(member(root, "decoder", origin), origin + ": decoder");
     if (decoder != "ByteLevel")
       throw Error(cat(origin, ": decoder.type '", decoder, "' is not supported (only ByteLevel)"));
+  }
+
+  // Post-processors only add template tokens (encode() is add_special_tokens=False) or adjust
+  // offsets; neither changes the ids encode() returns, so the known ones are accepted as no-ops.
+  void check_post_processor(const rapidjson::Value& p, const std::string& where, int depth = 0) {
+    if (depth > kMaxSequenceDepth) throw Error(cat(where, ": Sequence nested deeper than ", kMaxSequenceDepth));
+    const std::string type = type_of(p, where);
+    if (type == "ByteLevel" || type == "TemplateProcessing") return;
+    if (type != "Sequence")
+      throw Error(cat(where, ".type '", type, "' is not supported (ByteLevel, TemplateProcessing, or a Sequence of them)"));
+    const rapidjson::Value& list = member(p, "processors", where);
+    if (!list.IsArray()) throw Error(cat(where, ".processors: expected an array"));
+    for (rapidjson::SizeType i = 0; i < list.Size(); ++i)
+      check_post_processor(list[i], cat(where, ".processors[", i, "]"), depth + 1);
   }
 
   void load_model(const rapidjson::Value& model) {

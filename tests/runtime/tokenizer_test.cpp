@@ -433,6 +433,14 @@ TEST(Tokenizer, ErrorsNameFileAndField) {
             std::string::npos);
   EXPECT_NE(error_of(tiny(vocab, "[]", R"(,"dropout":0.1)")).find("model.dropout"), std::string::npos);
   EXPECT_NE(error_of(tiny(vocab, "[]", R"(,"byte_fallback":true)")).find("model.byte_fallback"), std::string::npos);
+  // Post-processors never change encode()'s ids: the known ones load, others are refused.
+  std::string post = tiny(vocab, "[]");
+  post.replace(post.find(R"("post_processor":null)"), 21,
+               R"("post_processor":{"type":"Sequence","processors":[{"type":"ByteLevel"},{"type":"TemplateProcessing"}]})");
+  EXPECT_EQ(error_of(post), "(no error)");
+  post.replace(post.find(R"({"type":"TemplateProcessing"})"), 29, R"({"type":"BertProcessing"})");
+  EXPECT_NE(error_of(post).find("post_processor.processors[1].type 'BertProcessing' is not supported"), std::string::npos)
+      << error_of(post);
   std::string word_piece = tiny(vocab, "[]");
   word_piece.replace(word_piece.find(R"("BPE")"), 5, R"("WordPiece")");
   EXPECT_NE(error_of(word_piece).find("model.type 'WordPiece' is not supported"), std::string::npos);
