@@ -47,7 +47,6 @@ constexpr std::size_t kDropValidationRows = 9536;
 constexpr std::size_t kMmluTestRows = 14042;
 constexpr std::size_t kMmluDevRows = 285;
 constexpr std::size_t kArcTestRows = 1172;
-constexpr std::size_t kArcValidationRows = 299;
 
 // benchmarks.py DROP.EXAMPLES, verbatim (protocol data).
 const char* const kDropExemplars[kDropShots] = {
@@ -526,7 +525,6 @@ class Arc final : public Suite {
     for_each_row(val, [&](const Row& r) { shots_.push_back(arc_doc(r)); }, kArcShots);
     if (shots_.size() < static_cast<std::size_t>(kArcShots))
       throw Error(cat(val, ": ", shots_.size(), " rows, expected at least ", kArcShots, " few-shot exemplars"));
-    (void)kArcValidationRows;
     std::string file = require_file(dir, info_.eval_file);
     for_each_row(file, [&](const Row& r) { docs_.push_back(arc_doc(r)); }, limit_of(o));
     check_rows(file, docs_.size(), info_.official_rows, o);
