@@ -32,22 +32,27 @@ AdamAtan2::AdamAtan2(AdamAtan2Config cfg, ModelWeights& w) : cfg_(cfg) {
     v_.emplace_back(t.data->size(), 0.f);
     if (cfg_.ema_decay > 0) ema_.push_back(*t.data);
   }
+  tensor_t_.assign(m_.size(), 0);
 }
 
-void AdamAtan2::step(ModelWeights& w, ModelWeights& grads, double lr) {
+void AdamAtan2::step(ModelWeights& w, ModelWeights& grads, double lr, std::span<const char> active) {
   std::vector<NamedTensor> params = trainable_tensors(w), gs = trainable_tensors(grads);
   HRM_CHECK(params.size() == m_.size() && gs.size() == m_.size(), "optimizer state does not match the weights");
+  HRM_CHECK(active.empty() || active.size() == m_.size(), "active mask has ", active.size(), " entries, expected ",
+            m_.size());
   ++t_;
-  const double bc1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(t_));
-  const double bc2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(t_));
   const float decay = static_cast<float>(1.0 - lr * cfg_.weight_decay);
-  const float step_size = static_cast<float>(lr / bc1);
-  const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
   const float b1c = static_cast<float>(1.0 - cfg_.beta1), b2 = static_cast<float>(cfg_.beta2),
               b2c = static_cast<float>(1.0 - cfg_.beta2);
   const float ema_w = static_cast<float>(1.0 - cfg_.ema_decay);
   const bool ema = !ema_.empty();
   for (size_t t = 0; t < params.size(); ++t) {
+    if (!active.empty() && !active[t]) continue;
+    const int64_t step = ++tensor_t_[t];
+    const double bc1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(step));
+    const double bc2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(step));
+    const float step_size = static_cast<float>(lr / bc1);
+    const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
     float* p = params[t].data->data();
     const float* g = gs[t].data->data();
     float* m = m_[t].data();

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "runtime/config.h"
@@ -43,11 +44,17 @@ class AdamAtan2 {
   // State (m, v, EMA = copy of the weights) for every trainable tensor of `w` (train.h).
   AdamAtan2(AdamAtan2Config cfg, ModelWeights& w);
 
-  // One update of every trainable tensor with learning rate `lr`; then the EMA.
-  void step(ModelWeights& w, ModelWeights& grads, double lr);
+  // One update with learning rate `lr`; then the EMA. `active[i]` says whether trainable tensor i
+  // (trainable_tensors order) took part in the backward pass (empty: all did). Like the reference,
+  // where PyTorch leaves `grad = None` for a parameter outside the loss's graph and AdamATan2 skips
+  // it, an inactive tensor is left alone entirely: no decay, no moment or EMA update, and its own
+  // step count (which drives its bias correction) does not advance.
+  void step(ModelWeights& w, ModelWeights& grads, double lr, std::span<const char> active = {});
 
   const AdamAtan2Config& config() const { return cfg_; }
-  int64_t steps() const { return t_; }
+  int64_t steps() const { return t_; }  // optimizer steps taken (the trainer's step)
+  // Per trainable tensor: the steps in which it was updated (the reference's per-parameter state["step"]).
+  std::vector<int64_t>& tensor_steps() { return tensor_t_; }
   // Per trainable tensor (trainable_tensors order): first and second moments and the EMA.
   std::vector<std::vector<float>>& m() { return m_; }
   std::vector<std::vector<float>>& v() { return v_; }
@@ -59,6 +66,7 @@ class AdamAtan2 {
  private:
   AdamAtan2Config cfg_;
   int64_t t_ = 0;
+  std::vector<int64_t> tensor_t_;
   std::vector<std::vector<float>> m_, v_, ema_;
 };
 

@@ -172,6 +172,17 @@ void PackedBatch::add_sample(std::span<const TokenId> inst, std::span<const Toke
   seqs.push_back({start, n, static_cast<int64_t>(inst.size())});
 }
 
+std::vector<char> LossResult::active(const ModelWeights& w) const {
+  const size_t per_block = 8;  // gate, q, k, v, o, mlp gate, up, down (trainable_tensors order)
+  const size_t h = w.H.size() * per_block, l = w.L.size() * per_block;
+  std::vector<char> out(1 + h + l + 1);
+  out[0] = embed_reached;
+  for (size_t i = 0; i < h; ++i) out[1 + i] = H_reached;
+  for (size_t i = 0; i < l; ++i) out[1 + h + i] = L_reached;
+  out[1 + h + l] = lm_head_reached;
+  return out;
+}
+
 int64_t PackedBatch::loss_tokens() const {
   return std::count_if(labels.begin(), labels.end(), [](int32_t l) { return l != kIgnoreLabel; });
 }
@@ -323,6 +334,7 @@ LossResult cpu_forward_backward(const ModelConfig& cfg, const ModelWeights& w, c
   }
   res.loss = total / static_cast<double>(N);
   if (!want_grad) return res;
+  res.lm_head_reached = true;
 
   HRM_CHECK(grads->L.size() == w.L.size() && grads->H.size() == w.H.size() &&
                 grads->embed.size() == w.embed.size() && grads->lm_head.size() == w.lm_head.size(),
@@ -349,6 +361,7 @@ LossResult cpu_forward_backward(const ModelConfig& cfg, const ModelWeights& w, c
       continue;
     }
     // Input is (own state + injected other state): both receive the input's gradient.
+    (inv.is_H ? res.H_reached : res.L_reached) = true;
     stack_backward(inv.is_H ? w.H : w.L, inv.acts, c, inv.is_H ? grads->H : grads->L, d_out);
     if (zero_other) {
       d_other = d_out;
@@ -360,6 +373,7 @@ LossResult cpu_forward_backward(const ModelConfig& cfg, const ModelWeights& w, c
   }
   // z_H starts as embed[token] * embedding_scale; z_L_init is frozen.
   if (!zero_H) {
+    res.embed_reached = true;
     for (int64_t r = 0; r < T; ++r) {
       float* g = grads->embed.data() + batch.tokens[r] * D;
       for (int64_t d = 0; d < D; ++d) g[d] += dzH[r * D + d] * scale;

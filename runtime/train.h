@@ -80,6 +80,11 @@ struct LossResult {
   double loss = 0;            // mean cross-entropy over the batch's loss tokens
   int64_t loss_tokens = 0;
   int64_t correct = 0;        // loss tokens whose argmax equals the label
+  // Which parameter groups lie on the loss's autograd graph (PyTorch would give the others
+  // `grad = None`): the embedding only when an H invocation it feeds runs with gradients, etc.
+  bool embed_reached = false, lm_head_reached = false, H_reached = false, L_reached = false;
+  // Per trainable tensor (trainable_tensors order), for AdamAtan2::step.
+  std::vector<char> active(const ModelWeights& w) const;
 };
 
 // Weights with the same shapes, all zero (a gradient buffer).

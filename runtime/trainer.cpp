@@ -164,7 +164,7 @@ StepStats Trainer::step() {
   s.lr = opts_.lr.at(s.step);
   set_zero(grads_);
   const LossResult r = backend_->forward_backward(cfg_, w_, batch, s.bp_steps, &grads_);
-  opt_.step(w_, grads_, s.lr);
+  opt_.step(w_, grads_, s.lr, r.active(w_));
   s.loss = r.loss;
   s.loss_tokens = r.loss_tokens;
   s.accuracy = r.loss_tokens ? static_cast<double>(r.correct) / static_cast<double>(r.loss_tokens) : 0.0;
@@ -191,6 +191,9 @@ void Trainer::save_checkpoint(const fs::path& dir) const {
   const TrainOptions& o = opts_;
   j << "{\n"
     << "  \"step\": " << opt_.steps() << ",\n"
+    << "  \"tensor_steps\": [";
+  for (size_t i = 0; i < opt.tensor_steps().size(); ++i) j << (i ? ", " : "") << opt.tensor_steps()[i];
+  j << "],\n"
     << "  \"data_epoch\": " << packer_.epoch() << ",\n"
     << "  \"data_cursor\": " << packer_.cursor() << ",\n"
     << "  \"seed\": " << o.seed << ",\n"
@@ -272,6 +275,14 @@ Trainer Trainer::resume(const fs::path& dir, const TrainCorpus& corpus, TrainOpt
     if (!tr.opt_.ema().empty()) tr.opt_.ema()[i] = tensor("ema." + live[i].name, live[i].data->size());
   }
   tr.opt_.set_steps(i64("step"));
+  const auto& ts_json = get("tensor_steps");
+  if (!ts_json.IsArray() || ts_json.Size() != tr.opt_.tensor_steps().size())
+    throw Error(cat(json_path.string(), ": \"tensor_steps\" must be an array of ", tr.opt_.tensor_steps().size(),
+                    " integers"));
+  for (rapidjson::SizeType i = 0; i < ts_json.Size(); ++i) {
+    if (!ts_json[i].IsInt64()) throw Error(cat(json_path.string(), ": \"tensor_steps\"[", i, "] must be an integer"));
+    tr.opt_.tensor_steps()[i] = ts_json[i].GetInt64();
+  }
   tr.packer_.seek(i64("data_epoch"), i64("data_cursor"));
   return tr;
 }

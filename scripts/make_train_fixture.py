@@ -13,7 +13,8 @@ driven here rather than through HrmTextModel.forward so that it follows the refe
     runs with gradients iff k >= H*L - L_bp, H invocation i iff i >= H - H_bp (torch.no_grad otherwise);
   * loss = cross-entropy summed over labelled positions / number of labelled positions in the batch.
 Token id 5 (the config's pad id, for which nn.Embedding zeroes the gradient) is never used.
-The Adam-atan2 step is the reference optimizer (models/adam_atan2.py) written out here:
+For bp_steps 2 and 5, one Adam-atan2 step follows; tensors whose .grad is None are skipped, as the
+reference optimizer does. The Adam-atan2 step is the reference optimizer (models/adam_atan2.py) written out here:
   p *= 1 - lr*wd; m = lerp(m, g, 1-b1); v = b2 v + (1-b2) g^2;
   p -= lr/(1-b1^t) * atan2(m, sqrt(v)/sqrt(1-b2^t)).
 
@@ -189,9 +190,12 @@ def main():
             for idx in torch.randint(0, flat.numel(), (2,), generator=gen).tolist():
                 entries.append({"tensor": name, "index": idx, "value": flat[idx].item()})
         case = {"bp_steps": bp_steps, "loss": loss, "grad_norms": norms, "grad_entries": entries}
-        if bp_steps == 5:
+        if bp_steps in (2, 5):
+            # With bp_steps 2, H invocation 0 is detached: the embedding is outside the loss's graph,
+            # its .grad stays None and the optimizer skips it (recorded as "skipped").
             updated = adam_atan2_step(params)
-            case["adam"] = {"lr": LR, "weight_decay": WD, "betas": list(BETAS), "step": 1, "updated": []}
+            case["adam"] = {"lr": LR, "weight_decay": WD, "betas": list(BETAS), "step": 1, "updated": [],
+                            "skipped": [n for n, p in params if p.grad is None]}
             for name, new in updated.items():
                 flat = new.reshape(-1)
                 for idx in torch.randint(0, flat.numel(), (2,), generator=gen).tolist():

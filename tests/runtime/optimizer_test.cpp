@@ -61,6 +61,28 @@ TEST(Optimizer, ZeroGradientOnlyDecays) {
   EXPECT_FLOAT_EQ(w.embed[0], static_cast<float>(2.0 * (1 - 1e-3 * kDefaultWeightDecay)));  // atan2(0, 0) = 0
 }
 
+TEST(Optimizer, InactiveTensorsAreLeftAlone) {
+  // The reference skips parameters whose grad is None: no decay, no moments, no EMA, and their own
+  // step count (bias correction) only starts when they first take part.
+  ModelWeights w = scalar_weights(1.0f);
+  AdamAtan2 opt({}, w);
+  ModelWeights g = scalar_weights(0.5f);
+  const size_t n = trainable_tensors(w).size();
+  std::vector<char> only_head(n, 0);
+  only_head.back() = 1;  // lm_head
+  opt.step(w, g, 0.01, only_head);
+  EXPECT_EQ(w.embed[0], 1.0f);
+  EXPECT_EQ(opt.m()[0][0], 0.f);
+  EXPECT_EQ(opt.ema()[0][0], 1.0f);
+  EXPECT_EQ(opt.tensor_steps()[0], 0);
+  EXPECT_EQ(opt.tensor_steps()[n - 1], 1);
+  opt.step(w, g, 0.01);  // now everything: the embedding takes its FIRST step (bias correction t=1)
+  EXPECT_NEAR(w.embed[0], 0.999 - 0.1 * std::atan2(0.05, 0.5), 1e-7);
+  EXPECT_EQ(opt.tensor_steps()[0], 1);
+  EXPECT_EQ(opt.tensor_steps()[n - 1], 2);
+  EXPECT_EQ(opt.steps(), 2);
+}
+
 TEST(Optimizer, RejectsBadHyperparameters) {
   ModelWeights w = scalar_weights(1.f);
   AdamAtan2Config c;

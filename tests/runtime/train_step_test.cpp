@@ -80,10 +80,19 @@ TEST(TrainStep, MatchesPyTorch) {
     oc.beta1 = a["betas"][0].GetDouble();
     oc.beta2 = a["betas"][1].GetDouble();
     oc.weight_decay = a["weight_decay"].GetDouble();
+    const ModelWeights before = w;
     AdamAtan2 opt(oc, w);
-    opt.step(w, grads, a["lr"].GetDouble());
+    opt.step(w, grads, a["lr"].GetDouble(), r.active(w));
     std::map<std::string, std::vector<float>*> wn;
     for (NamedTensor& t : trainable_tensors(w)) wn[t.name] = t.data;
+    // Tensors PyTorch left without a gradient are not touched at all (not even weight decay).
+    ModelWeights before_copy = before;
+    std::map<std::string, std::vector<float>*> bn;
+    for (NamedTensor& t : trainable_tensors(before_copy)) bn[t.name] = t.data;
+    size_t unchanged = 0;
+    for (const auto& [name, data] : wn) unchanged += *data == *bn.at(name);
+    EXPECT_EQ(unchanged, a["skipped"].Size()) << "bp_steps " << bp;
+    for (const auto& n : a["skipped"].GetArray()) EXPECT_EQ(*wn.at(n.GetString()), *bn.at(n.GetString())) << n.GetString();
     double worst = 0;
     for (const auto& e : a["updated"].GetArray()) {
       const double want = e["value"].GetDouble();

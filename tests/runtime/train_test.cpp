@@ -292,9 +292,19 @@ TEST(TrainBackward, TruncationDetachesEarlyInvocations) {
   // so nothing reaches the embedding (as in the reference under torch.no_grad); with 5 it does.
   const ModelConfig c = tiny_config(2, 3, 1);
   ModelWeights w = random_weights(c, 3);
-  ModelWeights g2 = zeros_like(w), g5 = zeros_like(w);
-  cpu_forward_backward(c, w, sample_batch(), 2, &g2);
-  cpu_forward_backward(c, w, sample_batch(), 5, &g5);
+  ModelWeights g1 = zeros_like(w), g2 = zeros_like(w), g5 = zeros_like(w);
+  const LossResult r1 = cpu_forward_backward(c, w, sample_batch(), 1, &g1);
+  const LossResult r2 = cpu_forward_backward(c, w, sample_batch(), 2, &g2);
+  const LossResult r5 = cpu_forward_backward(c, w, sample_batch(), 5, &g5);
+  // What PyTorch would leave with grad = None: bp 1 reaches only lm_head (H invocation 1 is detached,
+  // so L invocation 5 feeds nothing with a gradient); bp 2 everything but the embedding.
+  EXPECT_TRUE(r1.lm_head_reached && !r1.H_reached && !r1.L_reached && !r1.embed_reached);
+  EXPECT_TRUE(r2.lm_head_reached && r2.H_reached && r2.L_reached && !r2.embed_reached);
+  EXPECT_TRUE(r5.embed_reached);
+  const std::vector<char> act = r2.active(w);
+  ASSERT_EQ(act.size(), trainable_tensors(w).size());
+  EXPECT_EQ(act.front(), 0);  // model.embed_tokens.weight
+  EXPECT_EQ(act.back(), 1);   // lm_head.weight
   auto norm = [](const std::vector<float>& v) {
     double s = 0;
     for (float x : v) s += double(x) * x;
