@@ -25,18 +25,38 @@ inline float reduce_lanes(const float* acc) {
   return s;
 }
 
-// Dot products of up to kRowTile rows of x with one weight row.
-inline void dot_tile(const float* const* xs, int64_t nx, const float* w, int64_t in, float* out) {
-  float acc[kRowTile][kLanes] = {};
+// Dot products of NX rows of x with one weight row. NX is a template parameter so the accumulator
+// tile lives in registers and the lane loop vectorises.
+template <int NX>
+inline void dot_tile(const float* const* xs, const float* w, int64_t in, float* out) {
+  float acc[NX][kLanes] = {};
   const int64_t main = in - in % kLanes;
   for (int64_t i = 0; i < main; i += kLanes) {
-    for (int64_t r = 0; r < nx; ++r)
+    for (int r = 0; r < NX; ++r)
       for (int l = 0; l < kLanes; ++l) acc[r][l] += xs[r][i + l] * w[i + l];
   }
-  for (int64_t r = 0; r < nx; ++r) {
+  for (int r = 0; r < NX; ++r) {
     float tail = 0.f;
     for (int64_t i = main; i < in; ++i) tail += xs[r][i] * w[i];
     out[r] = reduce_lanes(acc[r]) + tail;
+  }
+}
+
+// One tile of rows against a range of weight rows. Compiled twice, for x86-64-v3 (AVX2 + FMA, any
+// vendor) and for baseline x86-64; the loader picks by CPU features.
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+void matmul_tile(const float* const* xs, int64_t nx, const float* w, int64_t in, int64_t o_begin,
+                 int64_t o_end, int64_t out, float* y_rows) {
+  for (int64_t o = o_begin; o < o_end; ++o) {
+    float res[kRowTile] = {};
+    const float* wo = w + o * in;
+    switch (nx) {
+      case 4: dot_tile<4>(xs, wo, in, res); break;
+      case 3: dot_tile<3>(xs, wo, in, res); break;
+      case 2: dot_tile<2>(xs, wo, in, res); break;
+      default: dot_tile<1>(xs, wo, in, res); break;
+    }
+    for (int64_t j = 0; j < nx; ++j) y_rows[j * out + o] = res[j];
   }
 }
 
@@ -51,11 +71,7 @@ void matmul_nt(const float* x, int64_t rows, int64_t in, const float* w, int64_t
           const int64_t nx = std::min(kRowTile, rows - r0);
           const float* xs[kRowTile];
           for (int64_t j = 0; j < nx; ++j) xs[j] = x + (r0 + j) * in;
-          for (int64_t o = r.cols().begin(); o < r.cols().end(); ++o) {
-            float res[kRowTile];
-            dot_tile(xs, nx, w + o * in, in, res);
-            for (int64_t j = 0; j < nx; ++j) y[(r0 + j) * out + o] = res[j];
-          }
+          matmul_tile(xs, nx, w, in, r.cols().begin(), r.cols().end(), out, y + r0 * out);
         }
       });
 }
