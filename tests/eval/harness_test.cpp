@@ -89,6 +89,24 @@ TEST_F(Harness, RunWritesResultsAndSamples) {
   EXPECT_GE(r["results"]["mmlu"]["acc,none"].GetDouble(), 0.25);
 }
 
+TEST_F(Harness, AllFiveSuitesEndToEnd) {
+  const fs::path out = fresh_dir("five");
+  RunOptions o = small_run(out);
+  o.suites = {};  // all
+  o.limit = 2;
+  o.max_new_tokens = 8;
+  run(o);
+  const Json r = read_json_file(out / "results.json");
+  for (const char* suite : {"mmlu", "gsm8k", "math", "drop", "arc"}) {
+    ASSERT_TRUE(r["results"].HasMember(suite)) << suite;
+    EXPECT_EQ(r["results"][suite]["sample_len"].GetInt(), 2) << suite;
+    EXPECT_EQ(read_samples(out / "samples" / (std::string(suite) + ".jsonl"), false).size(), 2u) << suite;
+  }
+  EXPECT_TRUE(r["results"]["drop"].HasMember("f1,none"));
+  EXPECT_TRUE(r["results"]["drop"].HasMember("em,none"));
+  EXPECT_EQ(r["n-shot"]["arc"].GetInt(), 25);
+}
+
 TEST_F(Harness, ResumeAfterKillGivesIdenticalResults) {
   const fs::path straight = fresh_dir("straight"), killed = fresh_dir("killed");
   RunOptions o = small_run(straight);
