@@ -269,11 +269,12 @@ TrainCorpus load_corpus(const std::filesystem::path& path, const Tokenizer* tok,
   return load_jsonl_corpus(path, *tok, fmt);
 }
 
-Packer::Packer(const TrainCorpus& corpus, int64_t batch_tokens, uint64_t seed)
+Packer::Packer(const TrainCorpus& corpus, int64_t batch_tokens, uint64_t seed, int64_t max_sample_tokens)
     : corpus_(corpus), budget_(batch_tokens), seed_(seed) {
   if (batch_tokens <= 0) throw Error(cat("batch token budget must be positive, got ", batch_tokens));
+  const int64_t longest = max_sample_tokens > 0 ? std::min(max_sample_tokens, budget_) : budget_;
   for (int64_t i = 0; i < corpus.size(); ++i) {
-    if (corpus.packed_length(i) <= budget_) usable_.push_back(i);
+    if (corpus.packed_length(i) <= longest) usable_.push_back(i);
     else ++skipped_;
   }
   if (usable_.empty())

@@ -70,9 +70,9 @@ void write_tokenized_corpus(const std::filesystem::path& dir, const TrainCorpus&
 
 class Packer {
  public:
-  // Samples longer than `batch_tokens` are skipped (counted in skipped()). Throws hrm::Error when
-  // no sample fits.
-  Packer(const TrainCorpus& corpus, int64_t batch_tokens, uint64_t seed);
+  // Samples longer than `batch_tokens` or `max_sample_tokens` (> 0; e.g. the model's
+  // max_position_embeddings) are skipped, counted in skipped(). Throws hrm::Error when no sample fits.
+  Packer(const TrainCorpus& corpus, int64_t batch_tokens, uint64_t seed, int64_t max_sample_tokens = 0);
 
   PackedBatch next();  // the next batch; wraps into the next epoch (reshuffled) at the end
   int64_t epoch() const { return epoch_; }

@@ -148,7 +148,8 @@ Trainer::Trainer(ModelConfig cfg, ModelWeights init, const TrainCorpus& corpus, 
       grads_(zeros_like(w_)),
       opts_(opts),
       opt_(opts.optim, w_),
-      packer_(corpus, opts.batch_tokens, opts.seed),
+      // A sample longer than the model's positions cannot be trained on: skip it like an oversized one.
+      packer_(corpus, opts.batch_tokens, opts.seed, cfg_.max_position_embeddings),
       backend_(std::move(backend)) {
   if (opts_.steps <= 0) throw Error(cat("training steps must be positive, got ", opts_.steps));
   corpus.validate("training corpus", cfg_.vocab_size);

@@ -160,6 +160,8 @@ TEST(DataPacker, SkipsSamplesLongerThanTheBudget) {
   EXPECT_EQ(p.skipped(), 1);
   EXPECT_EQ(p.next().size(), 3);
   EXPECT_THROW(Packer(c, 2, 0), Error);
+  EXPECT_EQ(Packer(c, 64, 0).skipped(), 0);
+  EXPECT_EQ(Packer(c, 64, 0, /*max_sample_tokens=*/16).skipped(), 1);  // e.g. max_position_embeddings
 }
 
 }  // namespace
