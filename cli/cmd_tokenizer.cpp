@@ -6,6 +6,8 @@
 // Example:
 //   hrmbench tokenize --tokenizer tok.json --text "<|im_start|>Hi<|im_end|>" --ids
 //   hrmbench bench tokenizer --tokenizer tok.json --data ../shared/data/benchmarks
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
 #include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
 
@@ -20,9 +22,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
 
 #include "cli/commands.h"
 #include "common/error.h"
@@ -71,7 +70,8 @@ std::vector<TokenId> parse_id_list(const std::string& text) {
       used = 0;
     }
     if (used != item.size() || v < 0 || v > INT32_MAX)
-      throw Error(cat("--decode: '", item, "' is not a token id (expected comma-separated integers)"));
+      throw Error(
+          cat("--decode: '", item, "' is not a token id (expected comma-separated integers)"));
     ids.push_back(static_cast<TokenId>(v));
   }
   return ids;
@@ -110,7 +110,8 @@ void collect_strings(const rapidjson::Value& v, std::vector<std::string>& out) {
 // Every string field of every row of every *.jsonl under `dir`, files in sorted path order.
 std::vector<std::string> load_texts(const std::string& dir) {
   namespace fs = std::filesystem;
-  if (!fs::is_directory(dir)) throw Error(cat(dir, ": not a directory (--data expects the benchmark JSONL folder)"));
+  if (!fs::is_directory(dir))
+    throw Error(cat(dir, ": not a directory (--data expects the benchmark JSONL folder)"));
   std::vector<fs::path> files;
   for (const auto& e : fs::recursive_directory_iterator(dir)) {
     if (e.is_regular_file() && e.path().extension() == ".jsonl") files.push_back(e.path());
@@ -126,8 +127,8 @@ std::vector<std::string> load_texts(const std::string& dir) {
       rapidjson::Document d;
       d.Parse(line.data(), line.size());
       if (d.HasParseError())
-        throw Error(cat(f.string(), ": row ", row, ": malformed JSON at byte ", d.GetErrorOffset(), ": ",
-                        rapidjson::GetParseError_En(d.GetParseError())));
+        throw Error(cat(f.string(), ": row ", row, ": malformed JSON at byte ", d.GetErrorOffset(),
+                        ": ", rapidjson::GetParseError_En(d.GetParseError())));
       collect_strings(d, texts);
       ++row;
     }
@@ -152,9 +153,11 @@ void run_bench(const BenchArgs& a) {
   size_t bytes = 0;
   for (const auto& t : texts) bytes += t.size();
   const double mb = static_cast<double>(bytes) / 1e6;
-  std::printf("tokenizer %s: vocab %zu, loaded in %.3f s\n", a.tokenizer.c_str(), tok.vocab_size(), load_s);
+  std::printf("tokenizer %s: vocab %zu, loaded in %.3f s\n", a.tokenizer.c_str(), tok.vocab_size(),
+              load_s);
   std::printf("data %s: %zu texts, %.2f MB\n", data.c_str(), texts.size(), mb);
-  tbb::global_control threads(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(a.threads));
+  tbb::global_control threads(tbb::global_control::max_allowed_parallelism,
+                              static_cast<size_t>(a.threads));
   for (int pass = 0; pass < a.passes; ++pass) {
     std::vector<size_t> counts(texts.size());
     const auto t0 = Clock::now();
@@ -162,7 +165,8 @@ void run_bench(const BenchArgs& a) {
     if (a.threads == 1) {
       for (size_t i = 0; i < texts.size(); ++i) counts[i] = tok.encode(texts[i]).size();
     } else {
-      tbb::parallel_for(size_t{0}, texts.size(), [&](size_t i) { counts[i] = tok.encode(texts[i]).size(); });
+      tbb::parallel_for(size_t{0}, texts.size(),
+                        [&](size_t i) { counts[i] = tok.encode(texts[i]).size(); });
     }
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
     const double cpu_s = static_cast<double>(std::clock() - cpu0) / CLOCKS_PER_SEC;
@@ -170,9 +174,11 @@ void run_bench(const BenchArgs& a) {
     for (size_t c : counts) tokens += c;
     // The first pass starts with an empty BPE word cache; later passes show the warm cache.
     // CPU time is printed too: on a shared machine it is the steadier of the two.
-    std::printf("encode pass %d (%s cache), %d thread%s: %zu tokens in %.3f s = %.2f MB/s, %.0f tokens/s (cpu %.3f s)\n",
-                pass + 1, pass == 0 ? "cold" : "warm", a.threads, a.threads == 1 ? "" : "s", tokens, s, mb / s,
-                static_cast<double>(tokens) / s, cpu_s);
+    std::printf(
+        "encode pass %d (%s cache), %d thread%s: %zu tokens in %.3f s = %.2f MB/s, %.0f tokens/s "
+        "(cpu %.3f s)\n",
+        pass + 1, pass == 0 ? "cold" : "warm", a.threads, a.threads == 1 ? "" : "s", tokens, s,
+        mb / s, static_cast<double>(tokens) / s, cpu_s);
   }
 }
 
@@ -180,11 +186,14 @@ void run_bench(const BenchArgs& a) {
 
 void add_tokenizer_commands(CLI::App& app, CLI::App& bench) {
   auto t = std::make_shared<TokenizeArgs>();
-  auto* tokenize = app.add_subcommand("tokenize", "Encode text (or decode ids) with a tokenizer.json");
-  tokenize->add_option("--tokenizer", t->tokenizer, "tokenizer.json (Hugging Face format)")->required();
+  auto* tokenize =
+      app.add_subcommand("tokenize", "Encode text (or decode ids) with a tokenizer.json");
+  tokenize->add_option("--tokenizer", t->tokenizer, "tokenizer.json (Hugging Face format)")
+      ->required();
   auto* text = tokenize->add_option("--text", t->text, "Text to encode");
   auto* file = tokenize->add_option("--file", t->file, "File whose whole content is encoded");
-  auto* decode = tokenize->add_option("--decode", t->decode, "Comma-separated ids to decode instead");
+  auto* decode =
+      tokenize->add_option("--decode", t->decode, "Comma-separated ids to decode instead");
   text->excludes(file)->excludes(decode);
   file->excludes(decode);
   tokenize->add_flag("--ids", t->ids, "Print comma-separated ids instead of tokens");
@@ -196,11 +205,15 @@ void add_tokenizer_commands(CLI::App& app, CLI::App& bench) {
   });
 
   auto b = std::make_shared<BenchArgs>();
-  auto* tb = bench.add_subcommand("tokenizer", "Encoding speed on every string of the benchmark JSONL files");
+  auto* tb = bench.add_subcommand("tokenizer",
+                                  "Encoding speed on every string of the benchmark JSONL files");
   tb->add_option("--tokenizer", b->tokenizer, "tokenizer.json")->required();
-  tb->add_option("--data", b->data, "Folder of *.jsonl files (default: $HRM_SHARED/data/benchmarks or ../shared/...)");
-  tb->add_option("--threads", b->threads, "Encoding threads (1 = the single-threaded figure)")->capture_default_str();
-  tb->add_option("--passes", b->passes, "Passes over the data (pass 1 has a cold cache)")->capture_default_str();
+  tb->add_option("--data", b->data,
+                 "Folder of *.jsonl files (default: $HRM_SHARED/data/benchmarks or ../shared/...)");
+  tb->add_option("--threads", b->threads, "Encoding threads (1 = the single-threaded figure)")
+      ->capture_default_str();
+  tb->add_option("--passes", b->passes, "Passes over the data (pass 1 has a cold cache)")
+      ->capture_default_str();
   tb->callback([b] { run_bench(*b); });
 }
 

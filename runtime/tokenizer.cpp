@@ -79,7 +79,8 @@ struct PcreJitStackDeleter {
 };
 
 // Small accessors that name the field on error. `where` is "<origin>: <json path>".
-const rapidjson::Value& member(const rapidjson::Value& obj, const char* name, const std::string& where) {
+const rapidjson::Value& member(const rapidjson::Value& obj, const char* name,
+                               const std::string& where) {
   auto it = obj.FindMember(name);
   if (it == obj.MemberEnd()) throw Error(cat(where, ": missing field '", name, "'"));
   return it->value;
@@ -92,7 +93,8 @@ std::string get_string(const rapidjson::Value& v, const std::string& where) {
   if (!v.IsString()) throw Error(cat(where, ": expected a string"));
   return std::string(v.GetString(), v.GetStringLength());
 }
-bool get_bool(const rapidjson::Value& obj, const char* name, bool fallback, const std::string& where) {
+bool get_bool(const rapidjson::Value& obj, const char* name, bool fallback,
+              const std::string& where) {
   const rapidjson::Value* v = optional_member(obj, name);
   if (!v) return fallback;
   if (!v->IsBool()) throw Error(cat(where, ".", name, ": expected true or false"));
@@ -154,9 +156,9 @@ struct Tokenizer::Impl {
     bool added = false;
     bool special = false;
   };
-  std::vector<Entry> entries;         // indexed by slot
-  std::vector<int32_t> id_slot;       // id -> index into entries, -1 where no token has that id
-  StringMap<TokenId> vocab;           // model.vocab
+  std::vector<Entry> entries;    // indexed by slot
+  std::vector<int32_t> id_slot;  // id -> index into entries, -1 where no token has that id
+  StringMap<TokenId> vocab;      // model.vocab
   StringMap<TokenId> added_by_content;
 
   struct Added {
@@ -215,9 +217,14 @@ struct Tokenizer::Impl {
           return s;
       }
     }
-    void insert(Slot& slot, std::string_view word, uint64_t hash, std::span<const TokenId> word_ids) {
-      slot = Slot{hash, static_cast<uint32_t>(keys.size()), static_cast<uint32_t>(ids.size()),
-                  static_cast<uint16_t>(word.size()), static_cast<uint16_t>(word_ids.size()), true};
+    void insert(Slot& slot, std::string_view word, uint64_t hash,
+                std::span<const TokenId> word_ids) {
+      slot = Slot{hash,
+                  static_cast<uint32_t>(keys.size()),
+                  static_cast<uint32_t>(ids.size()),
+                  static_cast<uint16_t>(word.size()),
+                  static_cast<uint16_t>(word_ids.size()),
+                  true};
       keys.append(word);
       ids.insert(ids.end(), word_ids.begin(), word_ids.end());
       ++used;
@@ -279,14 +286,17 @@ struct Tokenizer::Impl {
     if (!root.IsObject()) throw Error(cat(origin, ": expected a JSON object at the top level"));
     for (const char* name : {"truncation", "padding"}) {
       if (optional_member(root, name))
-        throw Error(cat(origin, ": '", name, "' is set; only null is supported (encode() never truncates or pads)"));
+        throw Error(cat(origin, ": '", name,
+                        "' is set; only null is supported (encode() never truncates or pads)"));
     }
     load_model(member(root, "model", origin));
     // The normalizer first: normalized added tokens are stored normalized.
-    if (const auto* n = optional_member(root, "normalizer")) load_normalizer(*n, origin + ": normalizer");
+    if (const auto* n = optional_member(root, "normalizer"))
+      load_normalizer(*n, origin + ": normalizer");
     if (const auto* a = optional_member(root, "added_tokens")) load_added(*a);
     load_pre_tokenizer(member(root, "pre_tokenizer", origin));
-    if (const auto* p = optional_member(root, "post_processor")) check_post_processor(*p, origin + ": post_processor");
+    if (const auto* p = optional_member(root, "post_processor"))
+      check_post_processor(*p, origin + ": post_processor");
     const std::string decoder = type_of(member(root, "decoder", origin), origin + ": decoder");
     if (decoder != "ByteLevel")
       throw Error(cat(origin, ": decoder.type '", decoder, "' is not supported (only ByteLevel)"));
@@ -295,11 +305,13 @@ struct Tokenizer::Impl {
   // Post-processors only add template tokens (encode() is add_special_tokens=False) or adjust
   // offsets; neither changes the ids encode() returns, so the known ones are accepted as no-ops.
   void check_post_processor(const rapidjson::Value& p, const std::string& where, int depth = 0) {
-    if (depth > kMaxSequenceDepth) throw Error(cat(where, ": Sequence nested deeper than ", kMaxSequenceDepth));
+    if (depth > kMaxSequenceDepth)
+      throw Error(cat(where, ": Sequence nested deeper than ", kMaxSequenceDepth));
     const std::string type = type_of(p, where);
     if (type == "ByteLevel" || type == "TemplateProcessing") return;
     if (type != "Sequence")
-      throw Error(cat(where, ".type '", type, "' is not supported (ByteLevel, TemplateProcessing, or a Sequence of them)"));
+      throw Error(cat(where, ".type '", type,
+                      "' is not supported (ByteLevel, TemplateProcessing, or a Sequence of them)"));
     const rapidjson::Value& list = member(p, "processors", where);
     if (!list.IsArray()) throw Error(cat(where, ".processors: expected an array"));
     for (rapidjson::SizeType i = 0; i < list.Size(); ++i)
@@ -324,7 +336,8 @@ struct Tokenizer::Impl {
       }
     }
     if (get_bool(model, "byte_fallback", false, where))
-      throw Error(cat(where, ".byte_fallback = true is not supported (byte-level BPE never needs it)"));
+      throw Error(
+          cat(where, ".byte_fallback = true is not supported (byte-level BPE never needs it)"));
     ignore_merges = get_bool(model, "ignore_merges", false, where);
     fuse_unk = get_bool(model, "fuse_unk", false, where);
 
@@ -351,7 +364,8 @@ struct Tokenizer::Impl {
     if (const auto* u = optional_member(model, "unk_token")) {
       const std::string name = get_string(*u, where + ".unk_token");
       auto it = vocab.find(name);
-      if (it == vocab.end()) throw Error(cat(where, ".unk_token '", name, "' is not in model.vocab"));
+      if (it == vocab.end())
+        throw Error(cat(where, ".unk_token '", name, "' is not in model.vocab"));
       unk = it->second;
     }
 
@@ -367,7 +381,8 @@ struct Tokenizer::Impl {
         const std::string s(e.GetString(), e.GetStringLength());
         const size_t sp = s.find(' ');
         if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
-          throw Error(cat(field, ": expected \"left right\" with exactly one space, got '", s, "'"));
+          throw Error(
+              cat(field, ": expected \"left right\" with exactly one space, got '", s, "'"));
         left = s.substr(0, sp);
         right = s.substr(sp + 1);
       } else if (e.IsArray() && e.Size() == 2) {
@@ -378,7 +393,8 @@ struct Tokenizer::Impl {
       }
       auto find = [&](const std::string& token) {
         auto it = vocab.find(token);
-        if (it == vocab.end()) throw Error(cat(field, ": token '", token, "' is not in model.vocab"));
+        if (it == vocab.end())
+          throw Error(cat(field, ": token '", token, "' is not in model.vocab"));
         return it->second;
       };
       const TokenId a = find(left);
@@ -404,14 +420,16 @@ struct Tokenizer::Impl {
       // end; refuse them rather than match wrongly.
       for (const char* option : {"single_word", "lstrip", "rstrip"}) {
         if (get_bool(t, option, false, field))
-          throw Error(cat(field, ".", option, " = true is not supported (content '", content, "')"));
+          throw Error(
+              cat(field, ".", option, " = true is not supported (content '", content, "')"));
       }
       const bool special = get_bool(t, "special", false, field);
       // `tokenizers` defaults `normalized` to !special (AddedToken::from).
       const bool normalized = get_bool(t, "normalized", !special, field);
       auto in_vocab = vocab.find(content);
       if (in_vocab != vocab.end() && in_vocab->second != id)
-        throw Error(cat(field, ": content '", content, "' has id ", id, " but model.vocab gives it ", in_vocab->second));
+        throw Error(cat(field, ": content '", content, "' has id ", id,
+                        " but model.vocab gives it ", in_vocab->second));
       if (!added_by_content.emplace(content, id).second)
         throw Error(cat(field, ": duplicate added token '", content, "'"));
       // A normalized token is matched, shown by id_to_token and decoded in its normalized
@@ -423,20 +441,23 @@ struct Tokenizer::Impl {
       set.tokens.push_back(Added{std::move(match), id});
     }
     for (AddedSet* set : {&raw_added, &normalized_added}) {
-      std::stable_sort(set->tokens.begin(), set->tokens.end(),
-                       [](const Added& a, const Added& b) { return a.content.size() > b.content.size(); });
+      std::stable_sort(set->tokens.begin(), set->tokens.end(), [](const Added& a, const Added& b) {
+        return a.content.size() > b.content.size();
+      });
     }
   }
 
   void load_normalizer(const rapidjson::Value& n, const std::string& where, int depth = 0) {
-    if (depth > kMaxSequenceDepth) throw Error(cat(where, ": Sequence nested deeper than ", kMaxSequenceDepth));
+    if (depth > kMaxSequenceDepth)
+      throw Error(cat(where, ": Sequence nested deeper than ", kMaxSequenceDepth));
     const std::string type = type_of(n, where);
     if (type == "NFC") {
       nfc_normalize = true;
     } else if (type == "Sequence") {
       const rapidjson::Value& list = member(n, "normalizers", where);
       if (!list.IsArray()) throw Error(cat(where, ".normalizers: expected an array"));
-      for (rapidjson::SizeType i = 0; i < list.Size(); ++i) load_normalizer(list[i], cat(where, ".normalizers[", i, "]"), depth + 1);
+      for (rapidjson::SizeType i = 0; i < list.Size(); ++i)
+        load_normalizer(list[i], cat(where, ".normalizers[", i, "]"), depth + 1);
     } else {
       throw Error(cat(where, ".type '", type, "' is not supported (NFC, or a Sequence of NFC)"));
     }
@@ -450,19 +471,22 @@ struct Tokenizer::Impl {
       return;
     }
     if (type != "Sequence")
-      throw Error(cat(where, ".type '", type, "' is not supported (ByteLevel, or Sequence[Split, ByteLevel])"));
+      throw Error(cat(where, ".type '", type,
+                      "' is not supported (ByteLevel, or Sequence[Split, ByteLevel])"));
     const rapidjson::Value& list = member(p, "pretokenizers", where);
     if (!list.IsArray() || list.Size() != 2)
       throw Error(cat(where, ".pretokenizers: expected exactly [Split, ByteLevel]"));
     const std::string split_where = where + ".pretokenizers[0]";
     const std::string split_type = type_of(list[0], split_where);
     if (split_type != "Split")
-      throw Error(cat(split_where, ".type '", split_type, "' is not supported here (expected Split)"));
+      throw Error(
+          cat(split_where, ".type '", split_type, "' is not supported here (expected Split)"));
     load_split(list[0], split_where);
     const std::string bl_where = where + ".pretokenizers[1]";
     const std::string bl_type = type_of(list[1], bl_where);
     if (bl_type != "ByteLevel")
-      throw Error(cat(bl_where, ".type '", bl_type, "' is not supported here (expected ByteLevel)"));
+      throw Error(
+          cat(bl_where, ".type '", bl_type, "' is not supported here (expected ByteLevel)"));
     load_byte_level(list[1], bl_where, /*after_split=*/true);
   }
 
@@ -471,7 +495,8 @@ struct Tokenizer::Impl {
       throw Error(cat(where, ".add_prefix_space = true is not supported"));
     if (get_bool(p, "use_regex", true, where)) {
       if (after_split)
-        throw Error(cat(where, ".use_regex = true after a Split is not supported (expected false)"));
+        throw Error(
+            cat(where, ".use_regex = true after a Split is not supported (expected false)"));
       compile_split(kGpt2Regex, /*literal=*/false, where);
     }
   }
@@ -480,9 +505,11 @@ struct Tokenizer::Impl {
     const std::string behavior = get_string(member(s, "behavior", where), where + ".behavior");
     if (behavior != "Isolated")
       throw Error(cat(where, ".behavior '", behavior, "' is not supported (only Isolated)"));
-    if (get_bool(s, "invert", false, where)) throw Error(cat(where, ".invert = true is not supported"));
+    if (get_bool(s, "invert", false, where))
+      throw Error(cat(where, ".invert = true is not supported"));
     const rapidjson::Value& pattern = member(s, "pattern", where);
-    if (!pattern.IsObject()) throw Error(cat(where, ".pattern: expected {\"Regex\": ...} or {\"String\": ...}"));
+    if (!pattern.IsObject())
+      throw Error(cat(where, ".pattern: expected {\"Regex\": ...} or {\"String\": ...}"));
     if (const auto* r = optional_member(pattern, "Regex")) {
       compile_split(get_string(*r, where + ".pattern.Regex"), false, where + ".pattern.Regex");
     } else if (const auto* str = optional_member(pattern, "String")) {
@@ -517,7 +544,8 @@ struct Tokenizer::Impl {
   // Calls on_text(piece) for the text between the added tokens of `set` and on_added(id) for
   // each of them (leftmost match first, then the longest at that position).
   template <class OnText, class OnAdded>
-  static void split_added(const AddedSet& set, std::string_view text, OnText&& on_text, OnAdded&& on_added) {
+  static void split_added(const AddedSet& set, std::string_view text, OnText&& on_text,
+                          OnAdded&& on_added) {
     size_t start = 0;
     size_t i = 0;
     while (i < text.size()) {
@@ -573,14 +601,16 @@ struct Tokenizer::Impl {
       if (rc < 0) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(rc, msg, sizeof msg);
-        throw Error(cat(origin, ": pre_tokenizer regex failed at byte ", pos, ": ", reinterpret_cast<const char*>(msg)));
+        throw Error(cat(origin, ": pre_tokenizer regex failed at byte ", pos, ": ",
+                        reinterpret_cast<const char*>(msg)));
       }
       const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
       const size_t s = ov[0];
       const size_t e = ov[1];
       // PCRE2 can report odd spans for patterns with \K; refuse them rather than cut wrongly.
       if (s < last || e < s || e > text.size())
-        throw Error(cat(origin, ": pre_tokenizer regex reported an invalid match span at byte ", pos));
+        throw Error(
+            cat(origin, ": pre_tokenizer regex reported an invalid match span at byte ", pos));
       if (s > last) fn(text.substr(last, s - last));
       if (e > s) {
         fn(text.substr(s, e - s));
@@ -634,7 +664,8 @@ struct Tokenizer::Impl {
     if (ignore_merges) {
       // `tokenizers` takes a whole word that is in the vocabulary as is, without merging.
       std::string mapped;
-      for (char c : word) tok::append_utf8(mapped, tok::byte_alphabet().byte_to_cp[static_cast<uint8_t>(c)]);
+      for (char c : word)
+        tok::append_utf8(mapped, tok::byte_alphabet().byte_to_cp[static_cast<uint8_t>(c)]);
       auto it = vocab.find(mapped);
       if (it != vocab.end()) return {it->second};
     }
@@ -673,7 +704,9 @@ struct Tokenizer::Impl {
       int pos;
       TokenId result;
       // std::priority_queue pops the greatest: make that the lowest rank, then the leftmost.
-      bool operator<(const Candidate& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+      bool operator<(const Candidate& o) const {
+        return rank != o.rank ? rank > o.rank : pos > o.pos;
+      }
     };
     std::priority_queue<Candidate> queue;
     auto consider = [&](int left) {
@@ -729,7 +762,8 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
 Tokenizer Tokenizer::from_json(std::string_view json, std::string_view origin) {
   rapidjson::Document doc;
   // Iterative parsing: deeply nested input must not exhaust the stack.
-  doc.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(json.data(), json.size());
+  doc.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(json.data(),
+                                                                                    json.size());
   if (doc.HasParseError()) {
     throw Error(cat(origin, ": malformed JSON at byte ", doc.GetErrorOffset(), ": ",
                     rapidjson::GetParseError_En(doc.GetParseError())));
@@ -794,7 +828,8 @@ std::string Tokenizer::decode(std::span<const TokenId> ids, bool skip_special) c
 }
 
 std::optional<TokenId> Tokenizer::token_to_id(std::string_view token) const {
-  if (auto it = impl_->added_by_content.find(token); it != impl_->added_by_content.end()) return it->second;
+  if (auto it = impl_->added_by_content.find(token); it != impl_->added_by_content.end())
+    return it->second;
   if (auto it = impl_->vocab.find(token); it != impl_->vocab.end()) return it->second;
   return std::nullopt;
 }

@@ -55,7 +55,8 @@ class Tokenizer {
   std::unique_ptr<Impl> impl_;
 };
 
-// Unicode NFC normalisation of UTF-8 text (utf8proc); exposed for tests and the contamination engine.
+// Unicode NFC normalisation of UTF-8 text (utf8proc); exposed for tests and the contamination
+// engine.
 std::string nfc(std::string_view text);
 
 }  // namespace hrm

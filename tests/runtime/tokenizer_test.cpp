@@ -3,7 +3,14 @@
 // trips, the merge formats, thread safety, and the loader's errors.
 //
 // Not for: speed (see `hrmbench bench tokenizer`).
+#include "runtime/tokenizer.h"
+
 #include <gtest/gtest.h>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -19,15 +26,7 @@
 #include <utility>
 #include <vector>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <rapidjson/document.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
-
 #include "common/error.h"
-#include "runtime/tokenizer.h"
 #include "runtime/tokenizer_utf8.h"
 
 namespace {
@@ -37,7 +36,7 @@ using hrm::Tokenizer;
 
 constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ULL;
 constexpr uint64_t kFnvPrime = 0x100000001b3ULL;
-constexpr size_t kFixtureVocab = 8192;  // VOCAB_SIZE in scripts/make_tokenizer_fixture.py
+constexpr size_t kFixtureVocab = 8192;      // VOCAB_SIZE in scripts/make_tokenizer_fixture.py
 constexpr size_t kAdversarialStrings = 46;  // len(adversarial_strings()) in the script
 
 // The hashes of scripts/make_tokenizer_fixture.py: FNV-1a 64 over bytes / little-endian int32.
@@ -48,7 +47,8 @@ uint64_t fnv1a(const void* data, size_t n, uint64_t h = kFnvOffset) {
 }
 uint64_t fnv1a_i32(int32_t v, uint64_t h) {
   const unsigned char le[4] = {static_cast<unsigned char>(v), static_cast<unsigned char>(v >> 8),
-                               static_cast<unsigned char>(v >> 16), static_cast<unsigned char>(v >> 24)};
+                               static_cast<unsigned char>(v >> 16),
+                               static_cast<unsigned char>(v >> 24)};
   return fnv1a(le, sizeof le, h);
 }
 std::string hex64(uint64_t h) {
@@ -59,13 +59,18 @@ std::string hex64(uint64_t h) {
 
 // tests/CMakeLists.txt sets HRM_FIXTURES and HRM_SHARED, but ctest may pass only HRM_SOURCE_DIR
 // (the first entry of its ENVIRONMENT list): fall back to paths relative to the source tree.
-std::string from_env(const char* name, const std::string& below_source, const std::string& fallback) {
+std::string from_env(const char* name, const std::string& below_source,
+                     const std::string& fallback) {
   if (const char* v = std::getenv(name)) return v;
   if (const char* src = std::getenv("HRM_SOURCE_DIR")) return std::string(src) + "/" + below_source;
   return fallback;
 }
-std::string fixture_dir() { return from_env("HRM_FIXTURES", "tests/fixtures", "tests/fixtures") + "/tokenizer"; }
-std::string bench_dir() { return from_env("HRM_SHARED", "../shared", "../shared") + "/data/benchmarks"; }
+std::string fixture_dir() {
+  return from_env("HRM_FIXTURES", "tests/fixtures", "tests/fixtures") + "/tokenizer";
+}
+std::string bench_dir() {
+  return from_env("HRM_SHARED", "../shared", "../shared") + "/data/benchmarks";
+}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -82,7 +87,8 @@ const Tokenizer& fixture_tokenizer() {
 
 // Every string of a JSON value with its field path, depth-first in document order: the same walk
 // as walk() in the fixture script.
-void walk(const rapidjson::Value& v, const std::string& path, std::vector<std::pair<std::string, std::string>>& out) {
+void walk(const rapidjson::Value& v, const std::string& path,
+          std::vector<std::pair<std::string, std::string>>& out) {
   if (v.IsString()) {
     out.emplace_back(path, std::string(v.GetString(), v.GetStringLength()));
   } else if (v.IsObject()) {
@@ -91,7 +97,8 @@ void walk(const rapidjson::Value& v, const std::string& path, std::vector<std::p
       walk(it->value, path.empty() ? key : path + "." + key, out);
     }
   } else if (v.IsArray()) {
-    for (rapidjson::SizeType i = 0; i < v.Size(); ++i) walk(v[i], path + "[" + std::to_string(i) + "]", out);
+    for (rapidjson::SizeType i = 0; i < v.Size(); ++i)
+      walk(v[i], path + "[" + std::to_string(i) + "]", out);
   }
 }
 
@@ -181,13 +188,14 @@ TEST(Tokenizer, ParityWithTokenizersOnAllBenchmarkTexts) {
     if (hex64(h) == want_hash && total == n_ids) {
       texts_ok += n_texts;
     } else if (++rows_bad <= 10) {
-      ADD_FAILURE() << "mismatch with tokenizers: " << file << " row " << row << " (ids " << total << " vs "
-                    << n_ids << ")";
+      ADD_FAILURE() << "mismatch with tokenizers: " << file << " row " << row << " (ids " << total
+                    << " vs " << n_ids << ")";
     }
     ++row;
   }
   std::printf("tokenizer parity: %zu/%zu texts\n", texts_ok, texts);
-  std::printf("tokenizer round trip decode(encode(x)) == NFC(x): %zu/%zu texts\n", roundtrip_ok, texts);
+  std::printf("tokenizer round trip decode(encode(x)) == NFC(x): %zu/%zu texts\n", roundtrip_ok,
+              texts);
   EXPECT_GT(texts, 0u);
   EXPECT_EQ(texts_ok, texts);
   EXPECT_EQ(roundtrip_ok, texts);
@@ -211,28 +219,35 @@ TEST(Tokenizer, SamplesAndAdversarialStringsMatchTokenizers) {
       if (!files.count(file)) files[file] = load_jsonl(bench_dir() + "/" + file);
       const Row& row = files[file].at(d["row"].GetUint());
       const std::string field = d["field"].GetString();
-      auto it = std::find_if(row.begin(), row.end(), [&](const auto& p) { return p.first == field; });
+      auto it =
+          std::find_if(row.begin(), row.end(), [&](const auto& p) { return p.first == field; });
       ASSERT_NE(it, row.end()) << file << " " << field;
       const std::vector<TokenId> ids = tok.encode(it->second);
       EXPECT_EQ(ids, ids_of(d["ids"])) << file << " row " << d["row"].GetUint() << " " << field;
       const std::string dec = tok.decode(ids_of(d["ids"]));
-      EXPECT_EQ(hex64(fnv1a(dec.data(), dec.size())), d["decode_hash"].GetString()) << file << " " << field;
+      EXPECT_EQ(hex64(fnv1a(dec.data(), dec.size())), d["decode_hash"].GetString())
+          << file << " " << field;
       ++bench;
     } else if (kind == "text") {
       const std::string s(d["text"].GetString(), d["text"].GetStringLength());
       EXPECT_EQ(tok.encode(s), ids_of(d["ids"])) << "text: " << s.substr(0, 80);
       const std::vector<TokenId> want = ids_of(d["ids"]);
-      EXPECT_EQ(tok.decode(want), std::string(d["decode"].GetString(), d["decode"].GetStringLength()));
-      EXPECT_EQ(tok.decode(want, true), std::string(d["decode_skip"].GetString(), d["decode_skip"].GetStringLength()));
+      EXPECT_EQ(tok.decode(want),
+                std::string(d["decode"].GetString(), d["decode"].GetStringLength()));
+      EXPECT_EQ(tok.decode(want, true),
+                std::string(d["decode_skip"].GetString(), d["decode_skip"].GetStringLength()));
       ++text;
     } else if (kind == "decode") {
       const std::vector<TokenId> ids = ids_of(d["ids"]);
-      EXPECT_EQ(tok.decode(ids), std::string(d["decode"].GetString(), d["decode"].GetStringLength()));
-      EXPECT_EQ(tok.decode(ids, true), std::string(d["decode_skip"].GetString(), d["decode_skip"].GetStringLength()));
+      EXPECT_EQ(tok.decode(ids),
+                std::string(d["decode"].GetString(), d["decode"].GetStringLength()));
+      EXPECT_EQ(tok.decode(ids, true),
+                std::string(d["decode_skip"].GetString(), d["decode_skip"].GetStringLength()));
       ++decode;
     }
   }
-  std::printf("tokenizer samples: %zu benchmark, %zu adversarial, %zu decode cases\n", bench, text, decode);
+  std::printf("tokenizer samples: %zu benchmark, %zu adversarial, %zu decode cases\n", bench, text,
+              decode);
   EXPECT_EQ(text, kAdversarialStrings);
   EXPECT_GT(bench, 0u);
   EXPECT_GT(text, 0u);
@@ -258,7 +273,8 @@ TEST(Tokenizer, NormalizedAddedTokensMatchTokenizers) {
     if (kind == "added_variant") {
       for (auto& t : d["added_tokens"].GetArray()) {
         EXPECT_TRUE(t["normalized"].GetBool());
-        fixture["added_tokens"].PushBack(rapidjson::Value(t, fixture.GetAllocator()), fixture.GetAllocator());
+        fixture["added_tokens"].PushBack(rapidjson::Value(t, fixture.GetAllocator()),
+                                         fixture.GetAllocator());
       }
       rapidjson::StringBuffer buf;
       rapidjson::Writer<rapidjson::StringBuffer> w(buf);
@@ -276,8 +292,10 @@ TEST(Tokenizer, NormalizedAddedTokensMatchTokenizers) {
       const std::string text(d["text"].GetString(), d["text"].GetStringLength());
       const std::vector<TokenId> want = ids_of(d["ids"]);
       EXPECT_EQ(variant->encode(text), want) << text;
-      EXPECT_EQ(variant->decode(want), std::string(d["decode"].GetString(), d["decode"].GetStringLength()));
-      EXPECT_EQ(variant->decode(want, true), std::string(d["decode_skip"].GetString(), d["decode_skip"].GetStringLength()));
+      EXPECT_EQ(variant->decode(want),
+                std::string(d["decode"].GetString(), d["decode"].GetStringLength()));
+      EXPECT_EQ(variant->decode(want, true),
+                std::string(d["decode_skip"].GetString(), d["decode_skip"].GetStringLength()));
       ++checked;
     }
   }
@@ -301,8 +319,8 @@ TEST(Tokenizer, MergeStringFormEncodesLikePairForm) {
   d.Accept(w);
   const Tokenizer strings = Tokenizer::from_json(buf.GetString());
   const Tokenizer& pairs = fixture_tokenizer();
-  for (const char* s : {"Hello, World! It's 3.14159.", "  whitespace   runs\r\n\n", "Ünïcödé 日本語 👍🏽",
-                        "<|im_start|>user\nx<|im_end|>"}) {
+  for (const char* s : {"Hello, World! It's 3.14159.", "  whitespace   runs\r\n\n",
+                        "Ünïcödé 日本語 👍🏽", "<|im_start|>user\nx<|im_end|>"}) {
     EXPECT_EQ(strings.encode(s), pairs.encode(s)) << s;
   }
 }
@@ -350,9 +368,9 @@ TEST(Tokenizer, Utf8LossyReplacesMaximalSubparts) {
   using hrm::tok::utf8_lossy;
   const std::string r = "\xEF\xBF\xBD";
   EXPECT_EQ(utf8_lossy("abc"), "abc");
-  EXPECT_EQ(utf8_lossy("\xE2\x82"), r);                // truncated 3-byte sequence: one U+FFFD
-  EXPECT_EQ(utf8_lossy("\xF0\x80\x80"), r + r + r);    // F0 80 is never valid: three
-  EXPECT_EQ(utf8_lossy("\xED\xA0\x80"), r + r + r);    // a surrogate: three
+  EXPECT_EQ(utf8_lossy("\xE2\x82"), r);              // truncated 3-byte sequence: one U+FFFD
+  EXPECT_EQ(utf8_lossy("\xF0\x80\x80"), r + r + r);  // F0 80 is never valid: three
+  EXPECT_EQ(utf8_lossy("\xED\xA0\x80"), r + r + r);  // a surrogate: three
   EXPECT_EQ(utf8_lossy("a\xFFz\xE2\x82\xAC"), "a" + r + "z\xE2\x82\xAC");
   EXPECT_EQ(hrm::tok::first_invalid_utf8("ab\xC0\x80"), 2u);
   EXPECT_FALSE(hrm::tok::first_invalid_utf8("\xF4\x8F\xBF\xBF").has_value());
@@ -364,8 +382,9 @@ TEST(Tokenizer, NfcComposes) {
 }
 
 // A tiny tokenizer written by hand, for the error paths and BPE options.
-std::string tiny(const std::string& vocab, const std::string& merges, const std::string& extra_model = "",
-                 const std::string& added = "[]", const std::string& normalizer = R"({"type":"NFC"})") {
+std::string tiny(const std::string& vocab, const std::string& merges,
+                 const std::string& extra_model = "", const std::string& added = "[]",
+                 const std::string& normalizer = R"({"type":"NFC"})") {
   return R"({"version":"1.0","truncation":null,"padding":null,"added_tokens":)" + added +
          R"(,"normalizer":)" + normalizer +
          R"(,"pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true},)"
@@ -389,11 +408,13 @@ TEST(Tokenizer, BpeAppliesLowestRankFirst) {
   EXPECT_EQ(t.encode("abc"), (std::vector<TokenId>{0, 4}));
   EXPECT_EQ(t.encode("ab"), (std::vector<TokenId>{3}));
   // With ignore_merges, a word that is in the vocabulary is taken whole.
-  const Tokenizer whole = Tokenizer::from_json(tiny(vocab, R"([["b","c"],["a","b"]])", R"(,"ignore_merges":true)"));
+  const Tokenizer whole =
+      Tokenizer::from_json(tiny(vocab, R"([["b","c"],["a","b"]])", R"(,"ignore_merges":true)"));
   EXPECT_EQ(whole.encode("abc"), (std::vector<TokenId>{5}));
   // Bytes outside the vocabulary are dropped without unk_token, and become unk with one.
   EXPECT_EQ(t.encode("axa"), (std::vector<TokenId>{0, 0}));
-  const Tokenizer with_unk = Tokenizer::from_json(tiny(vocab, "[]", R"(,"unk_token":"c","fuse_unk":true)"));
+  const Tokenizer with_unk =
+      Tokenizer::from_json(tiny(vocab, "[]", R"(,"unk_token":"c","fuse_unk":true)"));
   EXPECT_EQ(with_unk.encode("axxa"), (std::vector<TokenId>{0, 2, 0}));
   EXPECT_EQ(t.decode(std::vector<TokenId>{0, 4, 6, 99}), "abc ");
 }
@@ -417,38 +438,52 @@ TEST(Tokenizer, ErrorsNameFileAndField) {
   const std::string no_vocab = tiny(vocab, "[]");
   std::string missing = no_vocab;
   missing.replace(missing.find(R"("vocab")"), 7, R"("vocob")");
-  EXPECT_NE(error_of(missing).find("t.json: model: missing field 'vocab'"), std::string::npos) << error_of(missing);
-  EXPECT_NE(error_of(tiny(vocab, R"(["a z"])")).find("model.merges[0]: token 'z' is not in model.vocab"),
-            std::string::npos)
+  EXPECT_NE(error_of(missing).find("t.json: model: missing field 'vocab'"), std::string::npos)
+      << error_of(missing);
+  EXPECT_NE(
+      error_of(tiny(vocab, R"(["a z"])")).find("model.merges[0]: token 'z' is not in model.vocab"),
+      std::string::npos)
       << error_of(tiny(vocab, R"(["a z"])"));
-  EXPECT_NE(error_of(tiny(vocab, R"([["a","a"]])")).find("token 'aa' is not in model.vocab"), std::string::npos);
+  EXPECT_NE(error_of(tiny(vocab, R"([["a","a"]])")).find("token 'aa' is not in model.vocab"),
+            std::string::npos);
   EXPECT_NE(error_of(tiny(R"({"a":0,"b":0})", "[]")).find("duplicate id 0"), std::string::npos)
       << error_of(tiny(R"({"a":0,"b":0})", "[]"));
-  EXPECT_NE(error_of(tiny(vocab, "[]", "", R"([{"id":2,"content":"<x>","special":true}])")).find("duplicate id 2"),
+  EXPECT_NE(error_of(tiny(vocab, "[]", "", R"([{"id":2,"content":"<x>","special":true}])"))
+                .find("duplicate id 2"),
             std::string::npos);
   EXPECT_NE(error_of(tiny(vocab, "[]", "", R"([{"id":5,"content":"<x>","lstrip":true}])"))
                 .find("added_tokens[0].lstrip = true is not supported"),
             std::string::npos);
-  EXPECT_NE(error_of(tiny(vocab, "[]", "", "[]", R"({"type":"NFKC"})")).find("normalizer.type 'NFKC' is not supported"),
+  EXPECT_NE(error_of(tiny(vocab, "[]", "", "[]", R"({"type":"NFKC"})"))
+                .find("normalizer.type 'NFKC' is not supported"),
             std::string::npos);
-  EXPECT_NE(error_of(tiny(vocab, "[]", R"(,"dropout":0.1)")).find("model.dropout"), std::string::npos);
-  EXPECT_NE(error_of(tiny(vocab, "[]", R"(,"byte_fallback":true)")).find("model.byte_fallback"), std::string::npos);
+  EXPECT_NE(error_of(tiny(vocab, "[]", R"(,"dropout":0.1)")).find("model.dropout"),
+            std::string::npos);
+  EXPECT_NE(error_of(tiny(vocab, "[]", R"(,"byte_fallback":true)")).find("model.byte_fallback"),
+            std::string::npos);
   // Post-processors never change encode()'s ids: the known ones load, others are refused.
   std::string post = tiny(vocab, "[]");
-  post.replace(post.find(R"("post_processor":null)"), 21,
-               R"("post_processor":{"type":"Sequence","processors":[{"type":"ByteLevel"},{"type":"TemplateProcessing"}]})");
+  post.replace(
+      post.find(R"("post_processor":null)"), 21,
+      R"("post_processor":{"type":"Sequence","processors":[{"type":"ByteLevel"},{"type":"TemplateProcessing"}]})");
   EXPECT_EQ(error_of(post), "(no error)");
   post.replace(post.find(R"({"type":"TemplateProcessing"})"), 29, R"({"type":"BertProcessing"})");
-  EXPECT_NE(error_of(post).find("post_processor.processors[1].type 'BertProcessing' is not supported"), std::string::npos)
+  EXPECT_NE(
+      error_of(post).find("post_processor.processors[1].type 'BertProcessing' is not supported"),
+      std::string::npos)
       << error_of(post);
   std::string word_piece = tiny(vocab, "[]");
   word_piece.replace(word_piece.find(R"("BPE")"), 5, R"("WordPiece")");
-  EXPECT_NE(error_of(word_piece).find("model.type 'WordPiece' is not supported"), std::string::npos);
-  EXPECT_NE(error_of(tiny(R"({"a":-1})", "[]")).find("vocab['a']: expected a token id"), std::string::npos);
-  std::string bad_regex = R"({"version":"1.0","model":{"type":"BPE","vocab":{},"merges":[]},"decoder":{"type":"ByteLevel"},)"
-                          R"("pre_tokenizer":{"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":"(("},)"
-                          R"("behavior":"Isolated","invert":false},{"type":"ByteLevel","add_prefix_space":false,"use_regex":false}]}})";
-  EXPECT_NE(error_of(bad_regex).find("pretokenizers[0].pattern.Regex: regex does not compile"), std::string::npos)
+  EXPECT_NE(error_of(word_piece).find("model.type 'WordPiece' is not supported"),
+            std::string::npos);
+  EXPECT_NE(error_of(tiny(R"({"a":-1})", "[]")).find("vocab['a']: expected a token id"),
+            std::string::npos);
+  std::string bad_regex =
+      R"({"version":"1.0","model":{"type":"BPE","vocab":{},"merges":[]},"decoder":{"type":"ByteLevel"},)"
+      R"("pre_tokenizer":{"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":"(("},)"
+      R"("behavior":"Isolated","invert":false},{"type":"ByteLevel","add_prefix_space":false,"use_regex":false}]}})";
+  EXPECT_NE(error_of(bad_regex).find("pretokenizers[0].pattern.Regex: regex does not compile"),
+            std::string::npos)
       << error_of(bad_regex);
 }
 
@@ -460,7 +495,8 @@ namespace {
 std::pair<int, std::string> run_cli(const std::string& args, bool with_stderr = false) {
   const char* bin = std::getenv("HRM_BINARY");
   if (!bin) return {-1, "HRM_BINARY not set"};
-  FILE* p = popen((std::string(bin) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null")).c_str(), "r");
+  FILE* p = popen(
+      (std::string(bin) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null")).c_str(), "r");
   if (!p) return {-1, "popen failed"};
   std::string out;
   char buf[4096];
@@ -479,14 +515,16 @@ TEST(TokenizerCli, TokenizeAndDecodeAgreeWithTheLibrary) {
     joined += std::to_string(id);
   }
 
-  auto [status, out] = run_cli("tokenize --tokenizer " + tok_path + " --text \"" + text + "\" --ids");
+  auto [status, out] =
+      run_cli("tokenize --tokenizer " + tok_path + " --text \"" + text + "\" --ids");
   ASSERT_EQ(status, 0) << out;
   EXPECT_EQ(out.substr(0, out.find('\n')), joined);
 
   std::tie(status, out) = run_cli("tokenize --tokenizer " + tok_path + " --decode " + joined);
   ASSERT_EQ(status, 0) << out;
   EXPECT_EQ(out, text + "\n");
-  std::tie(status, out) = run_cli("tokenize --tokenizer " + tok_path + " --decode " + joined + " --skip-special");
+  std::tie(status, out) =
+      run_cli("tokenize --tokenizer " + tok_path + " --decode " + joined + " --skip-special");
   EXPECT_EQ(out, "Hi there, it's 42!\n");
 
   std::tie(status, out) = run_cli("tokenize --tokenizer " + tok_path, true);
@@ -503,16 +541,19 @@ TEST(TokenizerCli, BenchCountsEveryStringOfTheData) {
   fs::create_directories(dir / "suite");
   {
     std::ofstream f(dir / "suite" / "x.jsonl");
-    f << R"({"question": "What is 2+2?", "choices": ["3", "4"], "answer": 1})" << "\n"
-      << R"({"question": "Name a colour.", "choices": {"text": ["red"]}})" << "\n";
+    f << R"({"question": "What is 2+2?", "choices": ["3", "4"], "answer": 1})"
+      << "\n"
+      << R"({"question": "Name a colour.", "choices": {"text": ["red"]}})"
+      << "\n";
   }
-  auto [status, out] = run_cli("bench tokenizer --tokenizer " + fixture_dir() + "/tokenizer.json --data " +
-                               dir.string() + " --passes 1");
+  auto [status, out] = run_cli("bench tokenizer --tokenizer " + fixture_dir() +
+                               "/tokenizer.json --data " + dir.string() + " --passes 1");
   fs::remove_all(dir);
   ASSERT_EQ(status, 0) << out;
   EXPECT_NE(out.find(": 5 texts, "), std::string::npos) << out;
   size_t tokens = 0;
-  for (const char* s : {"What is 2+2?", "3", "4", "Name a colour.", "red"}) tokens += fixture_tokenizer().encode(s).size();
+  for (const char* s : {"What is 2+2?", "3", "4", "Name a colour.", "red"})
+    tokens += fixture_tokenizer().encode(s).size();
   EXPECT_NE(out.find("1 thread: " + std::to_string(tokens) + " tokens"), std::string::npos) << out;
 }
 
