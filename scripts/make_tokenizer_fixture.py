@@ -23,8 +23,9 @@ Hashes: ids_hash(ids) = FNV-1a 64 over the ids as little-endian int32. A row's h
 over, for each of its texts in walk order, its id count then its ids, all as little-endian int32.
 
 Run from the repository root:  python3 scripts/make_tokenizer_fixture.py [--shared ../shared]
+An existing tokenizer.json is reused (other tests depend on its ids); --retrain trains a new one.
 It also prints the Python encoding speed (single-threaded loop and encode_batch) for
-docs/TOKENIZER.md.
+docs/TOKENIZER.md; --bench-only does only that.
 """
 import argparse
 import json
