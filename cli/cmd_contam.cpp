@@ -556,6 +556,40 @@ void run_scan(const ScanArgs& a) {
   write_file(marker, "done\n");
 }
 
+// `contam index`: builds the benchmark index only and prints its size, to check the settings and
+// the memory a scan will need before starting a long job.
+void run_index(const ScanArgs& a) {
+  Settings s;
+  s.data = fs::absolute(a.data).lexically_normal().string();
+  for (const auto& name : split_list(a.suites)) s.suites.push_back(tasks::canonical_suite_name(name));
+  if (s.suites.empty()) throw Error("--suites: no suite given");
+  s.tokenizer = a.tokenizer.empty() ? "" : fs::absolute(a.tokenizer).lexically_normal().string();
+  s.words = a.words;
+  s.n = a.n;
+  const auto e = build_engine(s);
+  rapidjson::StringBuffer b;
+  rapidjson::PrettyWriter<rapidjson::StringBuffer> w(b);
+  w.StartObject();
+  w.Key("n"), w.Uint64(s.n);
+  w.Key("mode"), w.String(s.words ? "words" : "tokens");
+  w.Key("suites"), w.StartObject();
+  for (size_t i = 0; i < s.suites.size(); ++i) {
+    size_t tokens = 0;
+    for (size_t smp = e->suite_begin[i]; smp < e->suite_begin[i + 1]; ++smp) tokens += e->index->sample_tokens(smp).size();
+    w.Key(s.suites[i].c_str()), w.StartObject();
+    w.Key("samples"), w.Uint64(e->suite_begin[i + 1] - e->suite_begin[i]);
+    w.Key("tokens"), w.Uint64(tokens);
+    w.EndObject();
+  }
+  w.EndObject();
+  w.Key("ngram_positions"), w.Uint64(e->index->num_positions());
+  w.Key("distinct_ngrams"), w.Uint64(e->index->num_distinct());
+  w.Key("memory_bytes"), w.Uint64(e->index->memory_bytes());
+  w.Key("build_seconds"), w.Double(e->index_seconds);
+  w.EndObject();
+  std::printf("%s\n", b.GetString());
+}
+
 struct MergeArgs {
   std::string out;
 };
@@ -1052,6 +1086,15 @@ void add_contam_commands(CLI::App& app, CLI::App& bench) {
   scan_cmd->add_option("--top-docs", sa->top_docs, "Most matched corpus documents kept")->capture_default_str();
   scan_cmd->add_flag("--quiet", sa->quiet, "No progress on stderr");
   scan_cmd->callback([sa] { run_scan(*sa); });
+
+  auto ia = std::make_shared<ScanArgs>();
+  auto* index_cmd = contam->add_subcommand("index", "Build the benchmark n-gram index only and print its size");
+  index_cmd->add_option("--data", ia->data, "Benchmark data directory")->capture_default_str();
+  index_cmd->add_option("--suites", ia->suites, "Comma-separated suites")->capture_default_str();
+  index_cmd->add_option("--tokenizer", ia->tokenizer, "tokenizer.json (token mode)");
+  index_cmd->add_flag("--words", ia->words, "Word mode");
+  index_cmd->add_option("--n", ia->n, "n-gram length")->capture_default_str();
+  index_cmd->callback([ia] { run_index(*ia); });
 
   auto ma = std::make_shared<MergeArgs>();
   auto* merge_cmd = contam->add_subcommand("merge", "Merge completed shards of OUT/shards into the final outputs");

@@ -205,6 +205,27 @@ TEST_F(ContamCli, ZscoreAndReport) {
   EXPECT_NE(bad.err.find("doc_id 5000"), std::string::npos) << bad.err;
 }
 
+TEST_F(ContamCli, IndexReportsItsSize) {
+  const CliResult r = hrmbench("contam index --words --data '" + data_.string() + "' --suites gsm8k --n 13", dir_);
+  ASSERT_EQ(r.status, 0) << r.err;
+  rapidjson::Document d;
+  d.Parse(r.out.c_str());
+  ASSERT_TRUE(d.IsObject()) << r.out;
+  EXPECT_EQ(d["suites"]["gsm8k"]["samples"].GetUint64(), 1319u);
+  // Every question of at least n words contributes (words - n + 1) positions.
+  uint64_t words = 0, positions = 0;
+  for (const auto& line : lines_of(data_ / "gsm8k/test.jsonl")) {
+    rapidjson::Document q;
+    q.Parse(line.c_str());
+    const size_t w = split_words(q["question"].GetString()).size();
+    words += w;
+    positions += w >= kDefaultN ? w - kDefaultN + 1 : 0;
+  }
+  EXPECT_EQ(d["suites"]["gsm8k"]["tokens"].GetUint64(), words);
+  EXPECT_EQ(d["ngram_positions"].GetUint64(), positions);
+  EXPECT_LE(d["distinct_ngrams"].GetUint64(), positions);
+}
+
 TEST_F(ContamCli, BadCorporaFailClearly) {
   const CliResult missing = hrmbench("contam scan --quiet --words --data '" + data_.string() +
                                    "' --suites gsm8k --text-fields instruction,answer --corpus '" +
