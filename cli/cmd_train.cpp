@@ -35,7 +35,7 @@ namespace fs = std::filesystem;
 struct TrainArgs {
   std::string data, out, shape = "tiny", config, tokenizer, bp_warmup = "step";
   int64_t steps = 100, batch_tokens = 4096, warmup = kDefaultWarmupSteps, checkpoint_every = 0, log_every = 1;
-  int64_t bp_min = 2, bp_max = 5;
+  int64_t bp_min = 2, bp_max = 5, epochs = 0;
   double lr = kDefaultLr, lr_min_ratio = 1.0, weight_decay = kDefaultWeightDecay, beta1 = kDefaultBeta1,
          beta2 = kDefaultBeta2, ema = kDefaultEmaDecay, bp_warmup_ratio = 0.2;
   uint64_t seed = 0;
@@ -113,6 +113,14 @@ void run_train(const TrainArgs& a) {
                  ckpt_dir.string().c_str());
   } else {
     ModelConfig cfg;
+    if (a.epochs > 0) {
+      if (a.steps_given) throw Error("give --steps or --epochs, not both");
+      // The reference sizes the run in epochs (4 in the paper); here an epoch is one pass of the packer.
+      const Packer probe(corpus, a.batch_tokens, a.seed);
+      o.steps = o.lr.total_steps = a.epochs * probe.batches_per_epoch();
+      std::fprintf(stderr, "%lld epochs = %lld steps\n", static_cast<long long>(a.epochs),
+                   static_cast<long long>(o.steps));
+    }
     if (!a.config.empty()) {
       const fs::path p(a.config);
       cfg = fs::is_directory(p) ? load_config(p) : parse_config(
@@ -225,6 +233,7 @@ void add_train_commands(CLI::App& app) {
   tr->add_option("--tokenizer", a->tokenizer, "tokenizer.json (required for JSONL data)");
   auto* steps = tr->add_option("--steps", a->steps, "Optimizer steps in all (with --resume: default the checkpoint's)")
                     ->capture_default_str();
+  tr->add_option("--epochs", a->epochs, "Size the run in passes over the corpus instead of --steps");
   tr->add_option("--batch-tokens", a->batch_tokens, "Token budget of one packed batch")->capture_default_str();
   tr->add_option("--lr", a->lr, "Peak learning rate")->capture_default_str();
   tr->add_option("--warmup", a->warmup, "Linear LR warm-up steps")->capture_default_str();

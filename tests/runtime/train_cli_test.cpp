@@ -131,6 +131,12 @@ TEST_F(TrainCli, TrainsOnTokenizedDirectoryWithConfig) {
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("corpus: 3 samples"), std::string::npos) << r.out;
   EXPECT_EQ(lines(dir_ / "t" / "loss.jsonl").size(), 2u);
+  // --epochs sizes the run: 3 samples of 4-6 packed tokens in 64-token batches = 1 batch per epoch.
+  const CmdRun e = hrmbench("train --data " + data + " --config " + config + " --epochs 2 --batch-tokens 64 --out " +
+                            (dir_ / "e").string());
+  ASSERT_EQ(e.status, 0) << e.out;
+  EXPECT_NE(e.out.find("2 epochs = 2 steps"), std::string::npos) << e.out;
+  EXPECT_EQ(lines(dir_ / "e" / "loss.jsonl").size(), 2u);
   // Token ids beyond the config's vocabulary are rejected, naming the corpus.
   const CmdRun bad = hrmbench("train --data " + (test::fixtures() / "train" / "tokenized").string() + " --config " +
                               config + " --steps 1 --out " + (dir_ / "u").string());
