@@ -1,4 +1,6 @@
 // Continuous-batching generation on the CPU reference model (see engine.h).
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <deque>
@@ -19,12 +21,22 @@ const char* finish_reason_name(FinishReason r) {
   return "?";
 }
 
+int64_t cpu_kv_bytes(const ModelConfig& cfg, int64_t tokens) {
+  return tokens * cfg.kv_slots() * 2 * cfg.num_attention_heads * cfg.head_dim * static_cast<int64_t>(sizeof(float));
+}
+
 namespace {
+
+int64_t default_kv_budget() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<int64_t>(pages) * page / 2 : int64_t{8} << 30;
+}
 
 class CpuEngine final : public Engine {
  public:
   CpuEngine(const Model& model, EngineOptions options) : model_(model), options_(options) {
     HRM_CHECK(options_.max_batch >= 1, "max_batch must be >= 1");
+    if (options_.kv_budget_bytes <= 0) options_.kv_budget_bytes = default_kv_budget();
   }
 
   void generate(std::span<const GenerationRequest> requests,
@@ -33,21 +45,28 @@ class CpuEngine final : public Engine {
     std::deque<size_t> waiting;
     for (size_t i = 0; i < requests.size(); ++i) waiting.push_back(i);
     std::vector<Live> live;
+    int64_t reserved = 0;  // worst-case KV bytes of the live sequences
     while (!waiting.empty() || !live.empty()) {
-      // Admit new prompts into free batch rows; they are prefilled in this step.
+      // Admit new prompts into free batch rows while their worst-case caches fit the budget;
+      // they are prefilled in this step.
       while (!waiting.empty() && static_cast<int64_t>(live.size()) < options_.max_batch) {
         const size_t idx = waiting.front();
-        waiting.pop_front();
         const GenerationRequest& r = requests[idx];
         const int64_t ctx = context_of(r);
         const int64_t plen = static_cast<int64_t>(r.prompt.size());
         const int64_t budget = std::min(r.max_new_tokens, ctx - plen);
         if (plen >= ctx || budget <= 0) {
+          waiting.pop_front();
           on_done(idx, GenerationResult{{}, plen >= ctx ? FinishReason::kContext : FinishReason::kLength});
           continue;
         }
-        live.push_back(Live{idx, model_.new_cache(), Sampler(r.sampling), {}, budget, true});
+        const int64_t need = cpu_kv_bytes(model_.config(), plen + budget);
+        if (reserved + need > options_.kv_budget_bytes) break;  // wait for a sequence to finish
+        waiting.pop_front();
+        reserved += need;
+        live.push_back(Live{idx, model_.new_cache(), Sampler(r.sampling), {}, budget, need, true});
       }
+      stats_.peak_live = std::max<int64_t>(stats_.peak_live, static_cast<int64_t>(live.size()));
       if (live.empty()) break;
       std::vector<StepInput> batch;
       batch.reserve(live.size());
@@ -82,6 +101,7 @@ class CpuEngine final : public Engine {
           FinishReason why = stop ? FinishReason::kStop
                              : s.budget < r.max_new_tokens ? FinishReason::kContext
                                                            : FinishReason::kLength;
+          reserved -= s.reserved;
           on_done(s.index, GenerationResult{std::move(s.tokens), why});
         } else {
           still.push_back(std::move(s));
@@ -101,6 +121,7 @@ class CpuEngine final : public Engine {
     Sampler sampler;
     std::vector<TokenId> tokens;
     int64_t budget;
+    int64_t reserved;  // worst-case KV bytes held for this sequence
     bool needs_prefill;
   };
 
@@ -121,6 +142,12 @@ class CpuEngine final : public Engine {
         throw Error(cat("request ", i, ": prompt token id ", t, " outside the vocabulary [0, ", V, ")"));
     if (!(r.sampling.top_p > 0.f && r.sampling.top_p <= 1.f))
       throw Error(cat("request ", i, ": top_p must be in (0, 1], got ", r.sampling.top_p));
+    const int64_t plen = static_cast<int64_t>(r.prompt.size());
+    const int64_t tokens = std::min(context_of(r), plen + r.max_new_tokens);
+    const int64_t need = cpu_kv_bytes(model_.config(), tokens);
+    if (plen < context_of(r) && need > options_.kv_budget_bytes)
+      throw Error(cat("request ", i, ": its KV cache needs up to ", need, " bytes (", tokens,
+                      " tokens), more than the engine's budget of ", options_.kv_budget_bytes, " bytes"));
   }
 
   const Model& model_;

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/config.h"
 #include "runtime/sampling.h"
 #include "runtime/tokenizer.h"
 
@@ -45,10 +46,18 @@ struct GenerationResult {
 
 struct EngineOptions {
   int64_t max_batch = 16;  // sequences decoded together
+  // KV-cache memory the engine may hold. A request is admitted only when its worst-case cache
+  // (prompt + budget tokens) fits next to the live ones, so a long run never runs out of memory;
+  // 0 = half of the machine's physical memory.
+  int64_t kv_budget_bytes = 0;
 };
+
+// Worst-case KV-cache bytes of a request on the CPU backend (fp32 keys and values in every slot).
+int64_t cpu_kv_bytes(const ModelConfig& cfg, int64_t tokens);
 
 struct EngineStats {
   int64_t prompt_tokens = 0, generated_tokens = 0, steps = 0;
+  int64_t peak_live = 0;  // most sequences in one step
   double prefill_seconds = 0, decode_seconds = 0;  // steps with any prefill count as prefill
 };
 

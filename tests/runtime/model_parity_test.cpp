@@ -200,3 +200,31 @@ TEST(Engine, RejectsOutOfVocabularyPrompt) {
 
 }  // namespace
 }  // namespace hrm
+
+namespace hrm {
+namespace {
+
+TEST(Engine, KvBudgetLimitsLiveSequencesWithoutChangingResults) {
+  const Model model = Model::load(test::fixtures() / "models" / "tiny_f32");
+  std::vector<GenerationRequest> reqs(6);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    reqs[i].prompt = {static_cast<TokenId>(20 + i), 30, 40, 50};
+    reqs[i].max_new_tokens = 8;
+  }
+  const int64_t one = cpu_kv_bytes(model.config(), 4 + 8);
+  std::map<size_t, GenerationResult> free_run, tight_run;
+  auto wide = make_cpu_engine(model, {.max_batch = 16});
+  wide->generate(reqs, [&](size_t i, GenerationResult r) { free_run[i] = std::move(r); });
+  EXPECT_EQ(wide->stats().peak_live, 6);
+  // Room for exactly two worst-case caches: never more than two sequences live.
+  auto tight = make_cpu_engine(model, {.max_batch = 16, .kv_budget_bytes = 2 * one});
+  tight->generate(reqs, [&](size_t i, GenerationResult r) { tight_run[i] = std::move(r); });
+  EXPECT_EQ(tight->stats().peak_live, 2);
+  for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(tight_run[i].tokens, free_run[i].tokens) << i;
+  // A request that cannot fit even alone is refused up front.
+  auto tiny = make_cpu_engine(model, {.max_batch = 16, .kv_budget_bytes = one - 1});
+  EXPECT_THROW(tiny->generate(reqs, [](size_t, GenerationResult) {}), Error);
+}
+
+}  // namespace
+}  // namespace hrm
