@@ -12,7 +12,7 @@ void add_model_commands(CLI::App& app, CLI::App& bench);
 void add_tokenizer_commands(CLI::App& app, CLI::App& bench);
 // tasks list/show, score (cmd_tasks.cpp)
 void add_tasks_commands(CLI::App& app);
-// contam index/scan/merge/report, bench contam (cmd_contam.cpp)
+// contam index/scan/merge/zscore/report, bench contam (cmd_contam.cpp)
 void add_contam_commands(CLI::App& app, CLI::App& bench);
 // run, merge, compare, report (cmd_eval.cpp)
 void add_eval_commands(CLI::App& app);

@@ -1,15 +1,54 @@
-// Python-compatible text helpers (see text.h).
+// UTF-8 and Python-compatible text helpers (see text.h).
 #include "common/text.h"
 
-#include <cstdint>
-
 namespace hrm {
-namespace {
 
-bool py_isspace(uint32_t cp) {
-  if (cp == ' ' || (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x1F)) return true;
+char32_t next_code_point(std::string_view s, std::size_t& pos) {
+  const auto b0 = static_cast<unsigned char>(s[pos]);
+  if (b0 < 0x80) {
+    ++pos;
+    return b0;
+  }
+  const int len = b0 >= 0xF8 ? 0 : b0 >= 0xF0 ? 4 : b0 >= 0xE0 ? 3 : b0 >= 0xC0 ? 2 : 0;
+  if (len == 0 || pos + len > s.size()) {
+    ++pos;
+    return kReplacementChar;
+  }
+  char32_t cp = b0 & (0x7F >> len);
+  for (int i = 1; i < len; ++i) {
+    const auto b = static_cast<unsigned char>(s[pos + i]);
+    if ((b & 0xC0) != 0x80) {
+      ++pos;
+      return kReplacementChar;
+    }
+    cp = (cp << 6) | (b & 0x3F);
+  }
+  pos += len;
+  return cp;
+}
+
+void append_utf8(std::string& out, char32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+bool py_isspace(char32_t cp) {
   switch (cp) {
-    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F:
+    case 0x09: case 0x0A: case 0x0B: case 0x0C: case 0x0D: case 0x1C: case 0x1D: case 0x1E: case 0x1F:
+    case 0x20: case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F:
     case 0x3000:
       return true;
     default:
@@ -17,38 +56,22 @@ bool py_isspace(uint32_t cp) {
   }
 }
 
-// Decodes the code point starting at s[i]; returns its byte length, or 0 if invalid.
-int decode_at(std::string_view s, size_t i, uint32_t& cp) {
-  const auto b = static_cast<unsigned char>(s[i]);
-  int len = b < 0x80 ? 1 : (b >> 5) == 0x6 ? 2 : (b >> 4) == 0xE ? 3 : (b >> 3) == 0x1E ? 4 : 0;
-  if (len == 0 || i + len > s.size()) return 0;
-  cp = len == 1 ? b : b & (0x7F >> len);
-  for (int k = 1; k < len; ++k) {
-    const auto c = static_cast<unsigned char>(s[i + k]);
-    if ((c >> 6) != 0x2) return 0;
-    cp = (cp << 6) | (c & 0x3F);
-  }
-  return len;
-}
-
-}  // namespace
-
 std::string_view py_strip(std::string_view s) {
-  size_t begin = 0;
+  std::size_t begin = 0;
   while (begin < s.size()) {
-    uint32_t cp;
-    const int len = decode_at(s, begin, cp);
-    if (len == 0 || !py_isspace(cp)) break;
-    begin += len;
+    std::size_t p = begin;
+    const char32_t cp = next_code_point(s, p);
+    if (cp == kReplacementChar || !py_isspace(cp)) break;
+    begin = p;
   }
-  size_t end = s.size();
+  std::size_t end = s.size();
   while (end > begin) {
-    // Step back to the start of the last code point.
-    size_t start = end - 1;
-    while (start > begin && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) --start;
-    uint32_t cp;
-    const int len = decode_at(s, start, cp);
-    if (len == 0 || start + len != end || !py_isspace(cp)) break;
+    // Step back to the start of the last code point (at most 3 continuation bytes).
+    std::size_t start = end - 1;
+    while (start > begin && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80 && end - start < 4) --start;
+    std::size_t p = start;
+    const char32_t cp = next_code_point(s, p);
+    if (p != end || !py_isspace(cp)) break;
     end = start;
   }
   return s.substr(begin, end - begin);

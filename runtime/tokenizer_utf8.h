@@ -14,6 +14,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/text.h"
+
 namespace hrm::tok {
 
 // Offset of the first byte that does not start a valid UTF-8 sequence, or nullopt if all is valid.
@@ -26,8 +28,8 @@ size_t utf8_sequence_length(std::string_view s, size_t i);
 // "substitution of maximal subparts" practice), which is what `tokenizers` returns from decode().
 std::string utf8_lossy(std::string_view bytes);
 
-// Appends the UTF-8 encoding of code point `cp` (assumed valid) to `out`.
-void append_utf8(std::string& out, uint32_t cp);
+// Appends the UTF-8 encoding of a code point (common/text.h).
+using ::hrm::append_utf8;
 
 // The GPT-2 byte-level alphabet: every byte is shown as one printable code point. Printable
 // Latin-1 bytes map to themselves; the other 68 bytes map, in byte order, to U+0100 onwards.

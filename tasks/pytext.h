@@ -14,16 +14,17 @@
 #include <string_view>
 #include <vector>
 
+#include "common/text.h"
+
 namespace hrm::tasks::py {
 
-// Decodes one code point at `pos` (advancing it); malformed bytes decode as U+FFFD, one byte each.
-char32_t next_code_point(std::string_view s, std::size_t& pos);
-void append_utf8(std::string& out, char32_t cp);
+// UTF-8 decoding/encoding, str.isspace() and str.strip() are shared with the runtime (common/text.h).
+using ::hrm::append_utf8;
+using ::hrm::next_code_point;
+inline bool is_space(char32_t cp) { return ::hrm::py_isspace(cp); }        // str.isspace()
+inline std::string_view strip(std::string_view s) { return ::hrm::py_strip(s); }  // str.strip()
 
-bool is_space(char32_t cp);       // str.isspace()
 bool is_word_char(char32_t cp);   // re's \w with re.UNICODE: alphanumeric or '_'
-
-std::string_view strip(std::string_view s);  // str.strip()
 std::vector<std::string_view> split(std::string_view s);  // str.split() (runs of whitespace)
 std::string lower(std::string_view s);                    // str.lower()
 
