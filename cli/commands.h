@@ -18,6 +18,8 @@ void add_contam_commands(CLI::App& app, CLI::App& bench);
 void add_eval_commands(CLI::App& app);
 // train, make-corpus (cmd_train.cpp)
 void add_train_commands(CLI::App& app);
+// bench replay (cmd_bench.cpp)
+void add_bench_commands(CLI::App& bench);
 // demo: the whole pipeline on embedded defaults (cmd_demo.cpp)
 void add_demo_commands(CLI::App& app);
 
