@@ -10,6 +10,7 @@
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -65,7 +66,7 @@ void run_show(const std::string& suite_name, std::size_t index, const std::strin
 }
 
 struct ScoreArgs {
-  std::string suite, generations, data, out;
+  std::string suite, generations, data, out, doc_ids;
   std::optional<std::size_t> limit;
 };
 
@@ -91,9 +92,12 @@ void run_score(const ScoreArgs& a) {
     out = std::make_unique<std::ofstream>(a.out, std::ios::binary);
     if (!*out) throw Error(cat(a.out, ": cannot open for writing"));
   }
+  std::optional<std::set<std::int64_t>> only;
+  if (!a.doc_ids.empty()) only = tasks::read_doc_id_file(a.doc_ids);
   std::vector<tasks::SampleScore> scores;
   std::size_t missing = 0;
   for (std::size_t i = 0; i < gens.size(); ++i) {
+    if (only && !only->count(static_cast<std::int64_t>(i))) continue;
     if (!gens[i]) {
       ++missing;
       continue;
@@ -102,7 +106,8 @@ void run_score(const ScoreArgs& a) {
     if (out) *out << tasks::sample_json(*suite, i, *gens[i], scores.back()) << '\n';
   }
   if (out && !out->flush()) throw Error(cat(a.out, ": write failed"));
-  if (missing) std::fprintf(stderr, "warning: %zu of %zu items have no generation (reported as missing)\n", missing, gens.size());
+  const std::size_t considered = only ? scores.size() + missing : gens.size();
+  if (missing) std::fprintf(stderr, "warning: %zu of %zu items have no generation (reported as missing)\n", missing, considered);
   std::printf("%s\n", tasks::aggregate_json(suite->aggregate(scores, missing)).c_str());
 }
 
@@ -133,6 +138,7 @@ void add_tasks_commands(CLI::App& app) {
   score->add_option("--data", a->data, "Benchmark data directory (default: ../shared/data/benchmarks)");
   score->add_option("--out", a->out, "Write per-sample lines (doc_id, prompt_hash, prompt, generation, extracted, target, metrics)");
   score->add_option("--limit", a->limit, "Use only the first N items of the suite");
+  score->add_option("--doc-ids", a->doc_ids, "Score only the doc_ids listed in FILE (e.g. contam scan's subsets/<suite>.clean.txt)");
   score->callback([a] { run_score(*a); });
 }
 

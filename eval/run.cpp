@@ -32,28 +32,6 @@ std::string join(const std::vector<std::string>& v, const char* sep) {
   return out;
 }
 
-std::set<int64_t> read_doc_id_filter(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(cat(path.string(), ": cannot open doc_id filter"));
-  std::set<int64_t> ids;
-  std::string line;
-  size_t n = 0;
-  while (std::getline(in, line)) {
-    ++n;
-    if (line.empty() || line[0] == '#') continue;
-    try {
-      size_t used = 0;
-      const long long v = std::stoll(line, &used);
-      if (used != line.size() || v < 0) throw std::invalid_argument(line);
-      ids.insert(v);
-    } catch (const std::exception&) {
-      throw Error(cat(path.string(), ":", n, ": expected one doc_id (a non-negative integer) per line, got '",
-                      line, "'"));
-    }
-  }
-  return ids;
-}
-
 // The files of a suite's data: every .jsonl in the folder of its evaluation file.
 std::vector<std::filesystem::path> suite_data_files(const std::filesystem::path& data_dir,
                                                     const tasks::SuiteInfo& info) {
@@ -88,7 +66,7 @@ void run(const RunOptions& o) {
   std::vector<std::string> names = o.suites.empty() ? tasks::suite_names() : o.suites;
   for (auto& n : names) n = tasks::canonical_suite_name(n);
   std::map<std::string, std::set<int64_t>> filters;
-  for (const auto& [suite, file] : o.doc_id_filters) filters[tasks::canonical_suite_name(suite)] = read_doc_id_filter(file);
+  for (const auto& [suite, file] : o.doc_id_filters) filters[tasks::canonical_suite_name(suite)] = tasks::read_doc_id_file(file);
 
   // Load suites and fix the item set of this run.
   std::map<std::string, SuiteRun> suites;

@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -124,6 +125,11 @@ std::unique_ptr<Suite> load_suite(std::string_view name, const std::filesystem::
 std::string sample_json(const Suite& suite, std::size_t doc_id, std::string_view generation, const SampleScore& score);
 // The aggregate as one JSON object: suite, n_scored, n_missing, metrics {name, name_stderr}, groups.
 std::string aggregate_json(const Aggregate& aggregate);
+
+// A doc_id list file: one non-negative integer per line; blank lines and lines starting with '#'
+// are skipped (the clean-subset files of `contam scan` have this format). Throws hrm::Error naming
+// file:line on anything else.
+std::set<std::int64_t> read_doc_id_file(const std::filesystem::path& path);
 
 // Identity of a prompt text for logs and caches: XXH3-64 of the UTF-8 bytes, 16 hex digits.
 std::string prompt_hash(std::string_view prompt);

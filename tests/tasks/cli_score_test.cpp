@@ -43,6 +43,29 @@ fs::path temp_file(const std::string& name, const std::string& text) {
   return p;
 }
 
+TEST(CliScore, DocIdListRestrictsScoring) {
+  ASSERT_TRUE(fs::exists(binary())) << binary() << " not built";
+  // A clean-subset file as `contam scan` writes it: doc 0 (gold 18) is scored, doc 1's generation
+  // is ignored, doc 5 is listed without a generation (missing).
+  fs::path gens = temp_file("subset_gens.jsonl",
+                            "{\"doc_id\": 0, \"generation\": \"\\\\boxed{18}\"}\n"
+                            "{\"doc_id\": 1, \"generation\": \"\\\\boxed{99}\"}\n");
+  fs::path ids = temp_file("subset.txt", "0\n5\n");
+  RunResult r = run_cli("score gsm8k --generations " + gens.string() + " --data " + data_dir().string() +
+                        " --doc-ids " + ids.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  rapidjson::Document agg;
+  agg.Parse(r.out.c_str());
+  ASSERT_FALSE(agg.HasParseError()) << r.out;
+  EXPECT_EQ(agg["n_scored"].GetInt(), 1);
+  EXPECT_EQ(agg["n_missing"].GetInt(), 1);
+  EXPECT_DOUBLE_EQ(agg["metrics"]["acc"].GetDouble(), 1.0);
+  fs::path bad = temp_file("bad_ids.txt", "0\nseven\n");
+  r = run_cli("score gsm8k --generations " + gens.string() + " --data " + data_dir().string() + " --doc-ids " +
+              bad.string());
+  EXPECT_EQ(r.status, 1);
+}
+
 TEST(CliScore, ScoresGsm8kGenerationsAndWritesSamples) {
   ASSERT_TRUE(fs::exists(binary())) << binary() << " not built";
   // Rows 0 and 1 of gsm8k/test.jsonl have golds 18 and 3; doc 2 is left out (missing).
