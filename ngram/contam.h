@@ -17,6 +17,8 @@
 //   std::vector<hrm::ngram::SampleStats> stats = hrm::ngram::sample_stats(index, state);
 #pragma once
 
+#include "common/npy.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -142,15 +144,9 @@ std::vector<std::unique_ptr<CorpusSource>> open_corpus(const std::filesystem::pa
 // ---------------------------------------------------------------------------------------------
 // .npy files (the subset the pipeline writes)
 
-struct NpyHeader {
-  std::string descr;            // e.g. "<u4"
-  bool fortran_order = false;
-  std::vector<uint64_t> shape;
-  size_t data_offset = 0;       // bytes from the start of the file to the data
-};
-// Parses the header of a .npy file (format versions 1, 2 and 3). Throws hrm::Error naming
-// `origin` and the field on anything malformed. Does not check that the data is present.
-NpyHeader parse_npy_header(std::span<const uint8_t> bytes, std::string_view origin);
+// The parser lives in common/npy.h (shared with the training data reader).
+using ::hrm::NpyHeader;
+using ::hrm::parse_npy_header;
 
 // ---------------------------------------------------------------------------------------------
 // Word mode (GPT-3's 13-gram method): lower-cased words with ASCII punctuation removed, split on

@@ -2,6 +2,12 @@
 // statistics. Results are merged with order-independent rules (sums, the k smallest locations,
 // the top documents under a strict order), so they do not depend on threads or shards.
 // Not for: reading corpus formats (corpus.cpp) or writing result files (the CLI).
+#include <oneapi/tbb/blocked_range.h>
+#include <oneapi/tbb/enumerable_thread_specific.h>
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task_arena.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -9,12 +15,6 @@
 #include <cstdio>
 #include <mutex>
 #include <thread>
-
-#include <oneapi/tbb/blocked_range.h>
-#include <oneapi/tbb/enumerable_thread_specific.h>
-#include <oneapi/tbb/global_control.h>
-#include <oneapi/tbb/parallel_for.h>
-#include <oneapi/tbb/task_arena.h>
 
 #include "common/error.h"
 #include "ngram/contam.h"
@@ -87,13 +87,15 @@ class Progress {
     const auto start = std::chrono::steady_clock::now();
     std::unique_lock lock(mu_);
     while (!cv_.wait_for(lock, kProgressEvery, [this] { return stop_; })) {
-      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       const uint64_t d = docs_.load(), t = tokens_.load();
       const double frac = total_ ? static_cast<double>(d) / static_cast<double>(total_) : 1.0;
       const double eta = frac > 0 ? secs * (1 - frac) / frac : 0;
-      std::fprintf(stderr, "contam scan: %llu/%llu documents, %.1f M tokens, %.1f M tokens/s, ETA %.0f s\n",
-                   static_cast<unsigned long long>(d), static_cast<unsigned long long>(total_), t / kMega,
-                   secs > 0 ? t / kMega / secs : 0.0, eta);
+      std::fprintf(stderr,
+                   "contam scan: %llu/%llu documents, %.1f M tokens, %.1f M tokens/s, ETA %.0f s\n",
+                   static_cast<unsigned long long>(d), static_cast<unsigned long long>(total_),
+                   t / kMega, secs > 0 ? t / kMega / secs : 0.0, eta);
     }
   }
   uint64_t total_;
@@ -122,7 +124,9 @@ std::pair<uint64_t, uint64_t> shard_range(uint64_t docs, Shard shard) {
 
 void ScanState::merge(const ScanState& other) {
   if (other.fingerprint != fingerprint || other.hits.size() != hits.size())
-    throw Error("contam merge: scan results come from different benchmark indexes (fingerprint or n differs)");
+    throw Error(
+        "contam merge: scan results come from different benchmark indexes (fingerprint or n "
+        "differs)");
   if (other.max_locations != max_locations || other.max_top_docs != max_top_docs)
     throw Error("contam merge: scan results were made with different location/top-document limits");
   tokens += other.tokens;
@@ -142,7 +146,8 @@ ScanState scan(const NgramIndex& index, const std::vector<std::unique_ptr<Corpus
   if (options.shard.count == 0 || options.shard.index >= options.shard.count)
     throw Error(cat("contam scan: shard ", options.shard.index, "/", options.shard.count,
                     " is invalid, expected i/N with 0 <= i < N"));
-  const size_t threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
+  const size_t threads =
+      options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
   ScanState state;
   state.fingerprint = index.fingerprint();
   state.max_locations = options.max_locations;
@@ -153,8 +158,10 @@ ScanState scan(const NgramIndex& index, const std::vector<std::unique_ptr<Corpus
   for (size_t s = 0; s < corpus.size(); ++s) {
     const auto [b, e] = shard_range(corpus[s]->num_documents(), options.shard);
     total_docs += e - b;
-    const uint64_t per = std::clamp<uint64_t>((e - b) / (threads * kItemsPerThread), 1, kMaxDocsPerItem);
-    for (uint64_t d = b; d < e; d += per) items.push_back({static_cast<uint32_t>(s), d, std::min(e, d + per)});
+    const uint64_t per =
+        std::clamp<uint64_t>((e - b) / (threads * kItemsPerThread), 1, kMaxDocsPerItem);
+    for (uint64_t d = b; d < e; d += per)
+      items.push_back({static_cast<uint32_t>(s), d, std::min(e, d + per)});
   }
 
   const size_t nd = index.num_distinct();
@@ -162,36 +169,55 @@ ScanState scan(const NgramIndex& index, const std::vector<std::unique_ptr<Corpus
   for (size_t i = 0; i < nd; ++i) hits[i].store(0, std::memory_order_relaxed);
   std::atomic<uint64_t> tokens{0}, documents{0};
   tbb::enumerable_thread_specific<Local> locals;
+  // A bad corpus line is reported deterministically: the error of the earliest work item wins,
+  // whatever thread met an error first. Items after a known error are skipped.
+  std::atomic<size_t> first_bad{SIZE_MAX};
+  std::mutex error_mutex;
+  std::string first_error;
   {
     Progress progress(options.progress, total_docs);
     // The global limit defaults to the core count; raise it so --threads is honoured as given.
     tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
     tbb::task_arena arena(static_cast<int>(threads));
     arena.execute([&] {
-      tbb::parallel_for(tbb::blocked_range<size_t>(0, items.size(), 1), [&](const tbb::blocked_range<size_t>& r) {
-        Local& local = locals.local();
-        for (size_t it = r.begin(); it != r.end(); ++it) {
-          const WorkItem& w = items[it];
-          uint64_t item_tokens = 0;
-          corpus[w.source]->read(w.begin, w.end, [&](uint64_t doc, std::span<const Token> toks) {
-            item_tokens += toks.size();
-            local.matched.clear();
-            index.scan_span(toks, local.matched);
-            if (local.matched.empty()) return;
-            const Location loc{w.source, doc};
-            for (uint32_t id : local.matched) {
-              hits[id].fetch_add(1, std::memory_order_relaxed);
-              add_location(local.where[id], loc, options.max_locations);
+      tbb::parallel_for(
+          tbb::blocked_range<size_t>(0, items.size(), 1), [&](const tbb::blocked_range<size_t>& r) {
+            Local& local = locals.local();
+            for (size_t it = r.begin(); it != r.end(); ++it) {
+              if (it > first_bad.load(std::memory_order_relaxed)) continue;
+              const WorkItem& w = items[it];
+              uint64_t item_tokens = 0;
+              try {
+                corpus[w.source]->read(
+                    w.begin, w.end, [&](uint64_t doc, std::span<const Token> toks) {
+                      item_tokens += toks.size();
+                      local.matched.clear();
+                      index.scan_span(toks, local.matched);
+                      if (local.matched.empty()) return;
+                      const Location loc{w.source, doc};
+                      for (uint32_t id : local.matched) {
+                        hits[id].fetch_add(1, std::memory_order_relaxed);
+                        add_location(local.where[id], loc, options.max_locations);
+                      }
+                      add_top_doc(local.top, {loc, local.matched.size(), local.matched.front()},
+                                  options.max_top_docs);
+                    });
+              } catch (const Error& e) {
+                const std::lock_guard<std::mutex> lock(error_mutex);
+                if (it < first_bad.load()) {
+                  first_bad.store(it);
+                  first_error = e.what();
+                }
+                continue;
+              }
+              tokens.fetch_add(item_tokens, std::memory_order_relaxed);
+              documents.fetch_add(w.end - w.begin, std::memory_order_relaxed);
+              progress.add(w.end - w.begin, item_tokens);
             }
-            add_top_doc(local.top, {loc, local.matched.size(), local.matched.front()}, options.max_top_docs);
           });
-          tokens.fetch_add(item_tokens, std::memory_order_relaxed);
-          documents.fetch_add(w.end - w.begin, std::memory_order_relaxed);
-          progress.add(w.end - w.begin, item_tokens);
-        }
-      });
     });
   }
+  if (first_bad.load() != SIZE_MAX) throw Error(first_error);
   state.tokens = tokens.load();
   state.documents = documents.load();
   state.hits.resize(nd);
@@ -234,7 +260,8 @@ std::vector<SampleStats> sample_stats(const NgramIndex& index, const ScanState& 
       chain_end = p + n;
       st.longest_match = std::max(st.longest_match, chain_end - chain_begin);
     }
-    st.contamination = st.tokens ? 100.0 * static_cast<double>(covered) / static_cast<double>(st.tokens) : 0.0;
+    st.contamination =
+        st.tokens ? 100.0 * static_cast<double>(covered) / static_cast<double>(st.tokens) : 0.0;
   }
   return out;
 }

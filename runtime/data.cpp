@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/npy.h"
 
 namespace hrm {
 namespace {
@@ -24,26 +25,6 @@ std::string read_file(const std::filesystem::path& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-// The value text after 'key': in the header dict, up to the next top-level ',' or '}'.
-std::string dict_value(const std::string& header, const std::string& key, const std::string& origin) {
-  const size_t at = header.find("'" + key + "'");
-  if (at == std::string::npos) throw Error(cat(origin, ": .npy header has no '", key, "'"));
-  size_t p = header.find(':', at);
-  if (p == std::string::npos) throw Error(cat(origin, ": bad .npy header"));
-  ++p;
-  while (p < header.size() && header[p] == ' ') ++p;
-  size_t end = p;
-  int depth = 0;
-  while (end < header.size()) {
-    const char ch = header[end];
-    if (ch == '(') ++depth;
-    if (ch == ')') --depth;
-    if (depth == 0 && (ch == ',' || ch == '}')) break;
-    ++end;
-  }
-  return header.substr(p, end - p + (header[end] == ')' ? 1 : 0));
 }
 
 // splitmix64 (also used by the initialiser): the same stream on every platform, unlike std::shuffle.
@@ -133,34 +114,12 @@ TrainCorpus load_jsonl_corpus(const std::filesystem::path& path, const Tokenizer
 std::vector<int64_t> read_npy_1d(const std::filesystem::path& path) {
   const std::string bytes = read_file(path);
   const std::string origin = path.string();
-  if (bytes.size() < kNpyMagicLen + 4 || std::memcmp(bytes.data(), kNpyMagic, kNpyMagicLen) != 0)
-    throw Error(cat(origin, ": not a .npy file (bad magic)"));
-  const int major = static_cast<unsigned char>(bytes[6]);
-  size_t header_len = 0, offset = 0;
-  if (major == 1) {
-    header_len = static_cast<unsigned char>(bytes[8]) | (static_cast<size_t>(static_cast<unsigned char>(bytes[9])) << 8);
-    offset = 10;
-  } else if (major == 2 || major == 3) {
-    if (bytes.size() < 12) throw Error(cat(origin, ": truncated .npy header"));
-    for (int i = 0; i < 4; ++i) header_len |= static_cast<size_t>(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
-    offset = 12;
-  } else {
-    throw Error(cat(origin, ": unsupported .npy format version ", major));
-  }
-  if (offset + header_len > bytes.size()) throw Error(cat(origin, ": truncated .npy header"));
-  const std::string header = bytes.substr(offset, header_len);
-  std::string descr = dict_value(header, "descr", origin);
-  descr.erase(std::remove(descr.begin(), descr.end(), '\''), descr.end());
-  if (dict_value(header, "fortran_order", origin) != "False")
-    throw Error(cat(origin, ": Fortran-ordered .npy arrays are not supported"));
-  std::string shape = dict_value(header, "shape", origin);
-  // "(N,)" — one dimension only.
-  if (shape.size() < 3 || shape.front() != '(' || shape.back() != ')')
-    throw Error(cat(origin, ": bad .npy shape ", shape));
-  shape = shape.substr(1, shape.size() - 2);
-  if (!shape.empty() && shape.back() == ',') shape.pop_back();
-  if (shape.find(',') != std::string::npos) throw Error(cat(origin, ": expected a 1-D array, shape (", shape, ")"));
-  const int64_t n = std::stoll(shape);
+  const NpyHeader h =
+      parse_npy_header(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), origin);
+  if (h.fortran_order) throw Error(cat(origin, ": Fortran-ordered .npy arrays are not supported"));
+  if (h.shape.size() != 1) throw Error(cat(origin, ": expected a 1-D array, got ", h.shape.size(), " dimensions"));
+  const std::string& descr = h.descr;
+  const auto n = static_cast<int64_t>(h.shape[0]);
   size_t width = 0;
   bool is_signed = true;
   if (descr == "<i4" || descr == "<u4") width = 4;
@@ -168,8 +127,8 @@ std::vector<int64_t> read_npy_1d(const std::filesystem::path& path) {
   else if (descr == "<i2" || descr == "<u2") width = 2;
   else throw Error(cat(origin, ": unsupported .npy dtype '", descr, "' (expected <i2/<u2/<i4/<u4/<i8/<u8)"));
   is_signed = descr[1] == 'i';
-  const size_t data = offset + header_len;
-  if (bytes.size() - data != static_cast<size_t>(n) * width)
+  const size_t data = h.data_offset;
+  if (bytes.size() < data || bytes.size() - data != static_cast<size_t>(n) * width)
     throw Error(cat(origin, ": .npy holds ", bytes.size() - data, " data bytes, expected ", n * width));
   std::vector<int64_t> out(n);
   for (int64_t i = 0; i < n; ++i) {

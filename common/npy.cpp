@@ -5,9 +5,9 @@
 #include <cstring>
 
 #include "common/error.h"
-#include "ngram/contam.h"
+#include "common/npy.h"
 
-namespace hrm::ngram {
+namespace hrm {
 namespace {
 
 constexpr char kMagic[] = "\x93NUMPY";
@@ -166,4 +166,4 @@ NpyHeader parse_npy_header(std::span<const uint8_t> bytes, std::string_view orig
   return h;
 }
 
-}  // namespace hrm::ngram
+}  // namespace hrm
