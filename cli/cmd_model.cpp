@@ -205,7 +205,7 @@ void run_generate(const GenerateArgs& a) {
 }
 
 struct BenchArgs {
-  std::string shape = "tiny", config, backend = "cpu";
+  std::string shape = "tiny", config, backend = "cpu", write_config;
   int64_t vocab = 65536, prompt_len = 128, decode_steps = 16;
   std::vector<int64_t> batches = {1, 8, 32};
   int threads = 0;
@@ -231,6 +231,12 @@ void run_bench(const BenchArgs& a) {
                                                                  return parse_config(ss.str(), a.config);
                                                                }();
   const std::string name = a.config.empty() ? a.shape : a.config;
+  // The exact shape for scripts/bench_transformers.py --config, so both sides run the same model.
+  if (!a.write_config.empty()) {
+    std::ofstream out(a.write_config, std::ios::binary);
+    out << hf_config_json(cfg);
+    if (!out.flush()) throw Error(cat("--write-config ", a.write_config, ": cannot write"));
+  }
   if (a.prompt_len + a.decode_steps > cfg.max_position_embeddings)
     throw Error(cat("--prompt-len + --decode-steps exceed max_position_embeddings = ", cfg.max_position_embeddings));
   auto t0 = std::chrono::steady_clock::now();
@@ -284,6 +290,8 @@ void add_model_commands(CLI::App& app, CLI::App& bench) {
   bm->add_option("--threads", b->threads, "CPU threads (default: all)");
   bm->add_option("--backend", b->backend, "cpu")->capture_default_str();
   bm->add_option("--seed", b->seed, "Weight seed")->capture_default_str();
+  bm->add_option("--write-config", b->write_config,
+                 "Also write the shape's config.json to FILE (for scripts/bench_transformers.py --config)");
   bm->callback([b] { run_bench(*b); });
 
   auto* info = app.add_subcommand("info", "Show a checkpoint's configuration, size, memory and KV-cache cost");
