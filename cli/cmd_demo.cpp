@@ -37,7 +37,7 @@ constexpr const char* kMarker = ".hrmbench-demo";  // marks a directory the demo
 
 struct DemoArgs {
   std::string out = "demo";
-  int64_t test_items = 60, leaked = 12, copies = 8, train_samples = 1500, steps = 40, batch_tokens = 2048;
+  int64_t test_items = 60, leaked = 12, copies = 8, train_samples = 3000, steps = 120, batch_tokens = 2048;
   int64_t max_new_tokens = 48;
   double lr = 2e-3;
   uint64_t seed = 7;
