@@ -32,6 +32,7 @@
 #include "cli/commands.h"
 #include "common/error.h"
 #include "ngram/contam.h"
+#include "reports/html.h"
 #include "runtime/tokenizer.h"
 #include "tasks/task.h"
 
@@ -760,20 +761,6 @@ struct ReportArgs {
   std::string md;
 };
 
-std::string html_escape(std::string_view s) {
-  std::string o;
-  for (char c : s) {
-    switch (c) {
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '&': o += "&amp;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += c;
-    }
-  }
-  return o;
-}
-
 std::string fmt(double v, int digits = 1) {
   char b[64];
   std::snprintf(b, sizeof b, "%.*f", digits, v);
@@ -840,7 +827,7 @@ void run_report(const ReportArgs& a) {
           "; corpus: ", corpus["tokens"].GetUint64(), " ", mode == "words" ? "words" : "tokens", " in ",
           corpus["documents"].GetUint64(), " documents from ", corpus["sources"].Size(), " source(s)");
   md += setup + "\n\n";
-  html += cat("<p>", html_escape(setup), "</p>");
+  html += cat("<p>", reports::escape(setup), "</p>");
 
   std::string table_md =
       "| suite | samples | mean contamination | with matches | strictly clean (0%) | clean (<20%) | not clean (>=20%) | not dirty (<80%) | dirty (>=80%) |\n"
@@ -854,7 +841,7 @@ void run_report(const ReportArgs& a) {
     const auto& v = s.value;
     std::string row_md = cat("| ", name, " | ", v["samples"].GetUint64(), " | ", fmt(v["mean_contamination"].GetDouble()), "% | ",
                              v["samples_with_matches"].GetUint64());
-    std::string row_html = cat("<tr><td>", html_escape(name), "</td><td>", v["samples"].GetUint64(), "</td><td>",
+    std::string row_html = cat("<tr><td>", reports::escape(name), "</td><td>", v["samples"].GetUint64(), "</td><td>",
                                fmt(v["mean_contamination"].GetDouble()), "%</td><td>", v["samples_with_matches"].GetUint64(), "</td>");
     for (const SubsetInfo& info : subsets()) {
       const auto& sub = v["subsets"][info.name];
@@ -867,7 +854,7 @@ void run_report(const ReportArgs& a) {
     const auto h = histogram(read_contamination(dir / (name + ".jsonl")));
     hist_md += cat("\n### ", name, "\n\n| contamination | samples |\n|---|---:|\n");
     for (size_t i = 0; i < h.size(); ++i) hist_md += cat("| ", hist_label(i), " | ", h[i], " |\n");
-    hist_html += cat("<h3>", html_escape(name), "</h3>", svg_histogram(h));
+    hist_html += cat("<h3>", reports::escape(name), "</h3>", svg_histogram(h));
   }
   md += "## Subsets\n\nCounts per subset, with the average contamination of its samples (DESIGN §5 thresholds).\n\n" +
         table_md + "\n## Contamination histograms\n" + hist_md;
@@ -885,8 +872,8 @@ void run_report(const ReportArgs& a) {
     const std::string src = d["source_name"].GetString();
     const std::string ex = cat(d["example"]["suite"].GetString(), " doc_id ", d["example"]["doc_id"].GetUint64());
     md += cat("| ", rank, " | ", src, " | ", d["doc"].GetUint64(), " | ", d["matches"].GetUint64(), " | ", ex, " |\n");
-    html += cat("<tr><td>", rank, "</td><td>", html_escape(src), "</td><td>", d["doc"].GetUint64(), "</td><td>",
-                d["matches"].GetUint64(), "</td><td>", html_escape(ex), "</td></tr>");
+    html += cat("<tr><td>", rank, "</td><td>", reports::escape(src), "</td><td>", d["doc"].GetUint64(), "</td><td>",
+                d["matches"].GetUint64(), "</td><td>", reports::escape(ex), "</td></tr>");
   }
   if (rank == 0) md += "| | (no document matched) | | | |\n";
   html += "</table></body></html>\n";
