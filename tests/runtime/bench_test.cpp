@@ -20,22 +20,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct CmdResult {
-  int status;
-  std::string out;
-};
-
-CmdResult hrmbench(const std::string& args, bool with_stderr = false) {
-  const char* bin = std::getenv("HRM_BINARY");
-  EXPECT_NE(bin, nullptr) << "HRM_BINARY not set";
-  const std::string cmd = std::string(bin ? bin : "hrmbench") + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using test::CmdResult;
+using test::hrmbench;
 
 fs::path benchmark_data() {
   const char* shared = std::getenv("HRM_SHARED");

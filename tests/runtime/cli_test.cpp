@@ -8,23 +8,8 @@
 namespace hrm {
 namespace {
 
-struct CmdResult {
-  int status;
-  std::string out;
-};
-
-// Runs the built binary with `args`; stdout captured, stderr discarded unless `with_stderr`.
-CmdResult hrmbench(const std::string& args, bool with_stderr = false) {
-  const char* bin = std::getenv("HRM_BINARY");
-  EXPECT_NE(bin, nullptr) << "HRM_BINARY not set";
-  const std::string cmd = std::string(bin) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using test::CmdResult;
+using test::hrmbench;
 
 std::string join(const rapidjson::Value& arr) {
   std::string s;
