@@ -510,7 +510,8 @@ std::pair<std::vector<std::string>, std::vector<uint64_t>> describe(const std::v
   return {names, docs};
 }
 
-void run_scan(const ScanArgs& a) {
+// The settings that decide the benchmark index (shared by `scan` and `index`).
+Settings index_settings(const ScanArgs& a) {
   Settings s;
   s.data = fs::absolute(a.data).lexically_normal().string();
   for (const auto& name : split_list(a.suites)) s.suites.push_back(tasks::canonical_suite_name(name));
@@ -518,6 +519,11 @@ void run_scan(const ScanArgs& a) {
   s.tokenizer = a.tokenizer.empty() ? "" : fs::absolute(a.tokenizer).lexically_normal().string();
   s.words = a.words;
   s.n = a.n;
+  return s;
+}
+
+void run_scan(const ScanArgs& a) {
+  Settings s = index_settings(a);
   for (const auto& c : a.corpus) s.corpus.push_back(fs::absolute(c).lexically_normal().string());
   s.text_fields = split_list(a.text_fields);
   s.text_lines = a.text_lines;
@@ -560,13 +566,7 @@ void run_scan(const ScanArgs& a) {
 // `contam index`: builds the benchmark index only and prints its size, to check the settings and
 // the memory a scan will need before starting a long job.
 void run_index(const ScanArgs& a) {
-  Settings s;
-  s.data = fs::absolute(a.data).lexically_normal().string();
-  for (const auto& name : split_list(a.suites)) s.suites.push_back(tasks::canonical_suite_name(name));
-  if (s.suites.empty()) throw Error("--suites: no suite given");
-  s.tokenizer = a.tokenizer.empty() ? "" : fs::absolute(a.tokenizer).lexically_normal().string();
-  s.words = a.words;
-  s.n = a.n;
+  const Settings s = index_settings(a);
   const auto e = build_engine(s);
   rapidjson::StringBuffer b;
   rapidjson::PrettyWriter<rapidjson::StringBuffer> w(b);
