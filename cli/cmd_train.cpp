@@ -1,5 +1,6 @@
-// `hrmbench train` and `hrmbench make-corpus`: the reference training path on the CPU backend, and
-// the synthetic instruction corpus (with optional planted benchmark leaks) it is demonstrated on.
+// `hrmbench train`, `hrmbench make-corpus` and `hrmbench pack-stats`: the reference training path on
+// the CPU backend, the synthetic instruction corpus (with optional planted benchmark leaks) it is
+// demonstrated on, and how full the packers fill the token budget on a corpus.
 //
 // train writes into --out: loss.jsonl (one line per step, flushed as it goes), checkpoint/ (the
 // latest training state; --resume continues from it bit-exactly) and hf/ (the EMA weights as a
@@ -17,6 +18,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "common/error.h"
@@ -33,14 +35,14 @@ namespace {
 namespace fs = std::filesystem;
 
 struct TrainArgs {
-  std::string data, out, shape = "tiny", config, tokenizer, bp_warmup = "step";
+  std::string data, out, shape = "tiny", config, tokenizer, bp_warmup = "step", packing = "multipack";
   int64_t steps = 100, batch_tokens = 4096, warmup = kDefaultWarmupSteps, checkpoint_every = 0, log_every = 1;
   int64_t bp_min = 2, bp_max = 5, epochs = 0;
   double lr = kDefaultLr, lr_min_ratio = 1.0, weight_decay = kDefaultWeightDecay, beta1 = kDefaultBeta1,
          beta2 = kDefaultBeta2, ema = kDefaultEmaDecay, bp_warmup_ratio = 0.2;
   uint64_t seed = 0;
   int threads = 0;
-  bool resume = false;
+  bool resume = false, drop_last = false;
   bool steps_given = false;  // --resume keeps the checkpoint's total unless --steps is given
 };
 
@@ -54,7 +56,7 @@ std::string duration(double s) {
 }
 
 // The vocabulary a tokenized corpus was made with: tokenizer_info.json's vocab_size at the corpus root
-// (the pipeline writes it there), else the largest token id + 1.
+// (the pipeline writes it there), else the largest token id + 1 (a pass over every token).
 int64_t corpus_vocab(const fs::path& data, const TrainCorpus& corpus) {
   for (const fs::path& p : {data / "tokenizer_info.json", data.parent_path() / "tokenizer_info.json"}) {
     if (!fs::is_directory(data) || !fs::exists(p)) continue;
@@ -66,9 +68,7 @@ int64_t corpus_vocab(const fs::path& data, const TrainCorpus& corpus) {
     if (!d.HasParseError() && d.IsObject() && d.HasMember("vocab_size") && d["vocab_size"].IsInt64())
       return d["vocab_size"].GetInt64();
   }
-  int64_t mx = 0;
-  for (TokenId t : corpus.tokens) mx = std::max<int64_t>(mx, t);
-  return mx + 1;
+  return std::max<int64_t>(corpus.max_token_id(), 0) + 1;
 }
 
 void run_train(const TrainArgs& a) {
@@ -102,6 +102,8 @@ void run_train(const TrainArgs& a) {
   if (a.bp_warmup != "step" && a.bp_warmup != "linear")
     throw Error(cat("--bp-warmup must be 'step' (the reference) or 'linear' (DESIGN §6), got '", a.bp_warmup, "'"));
   o.bp.shape = a.bp_warmup == "step" ? BpWarmup::kStep : BpWarmup::kLinear;
+  o.packing = parse_packing(a.packing);
+  o.drop_last = a.drop_last;
 
   std::unique_ptr<Trainer> t;
   if (a.resume) {
@@ -113,14 +115,6 @@ void run_train(const TrainArgs& a) {
                  ckpt_dir.string().c_str());
   } else {
     ModelConfig cfg;
-    if (a.epochs > 0) {
-      if (a.steps_given) throw Error("give --steps or --epochs, not both");
-      // The reference sizes the run in epochs (4 in the paper); here an epoch is one pass of the packer.
-      const Packer probe(corpus, a.batch_tokens, a.seed);
-      o.steps = o.lr.total_steps = a.epochs * probe.batches_per_epoch();
-      std::fprintf(stderr, "%lld epochs = %lld steps\n", static_cast<long long>(a.epochs),
-                   static_cast<long long>(o.steps));
-    }
     if (!a.config.empty()) {
       const fs::path p(a.config);
       cfg = fs::is_directory(p) ? load_config(p) : parse_config(
@@ -136,12 +130,33 @@ void run_train(const TrainArgs& a) {
       const int64_t vocab = tok ? static_cast<int64_t>(tok->vocab_size()) : corpus_vocab(a.data, corpus);
       cfg = shape_config(a.shape, vocab);
     }
+    if (a.epochs > 0) {
+      if (a.steps_given) throw Error("give --steps or --epochs, not both");
+      // The reference sizes the run in epochs (4 in the paper); here an epoch is one pass of the packer
+      // (steps of epoch 0: later epochs, shuffled differently, may pack into a step more or less).
+      const Packer probe(corpus, {.batch_tokens = o.batch_tokens,
+                                  .seed = o.seed,
+                                  .max_sample_tokens = cfg.max_position_embeddings,
+                                  .packing = o.packing,
+                                  .drop_last = o.drop_last});
+      o.steps = o.lr.total_steps = a.epochs * probe.epoch_packing(0).steps;
+      if (o.steps == 0) throw Error("--epochs: the corpus packs into no step (see --drop-last, --batch-tokens)");
+      std::fprintf(stderr, "%lld epochs = %lld steps\n", static_cast<long long>(a.epochs),
+                   static_cast<long long>(o.steps));
+    }
     std::fprintf(stderr, "model: hidden %lld, %lld blocks/stack, H %lld x L %lld, vocab %lld, %lld parameters\n",
                  static_cast<long long>(cfg.hidden_size), static_cast<long long>(cfg.num_layers_per_stack),
                  static_cast<long long>(cfg.H_cycles), static_cast<long long>(cfg.L_cycles),
                  static_cast<long long>(cfg.vocab_size), static_cast<long long>(cfg.parameter_count()));
     t = std::make_unique<Trainer>(cfg, init_weights(cfg, a.seed), corpus, o, make_cpu_train_backend());
   }
+  const Packer& packer = t->packer();
+  const EpochPacking ep = packer.epoch_packing(packer.epoch());
+  std::fprintf(stderr, "packing: %s, %lld steps in epoch %lld, %.2f%% of --batch-tokens %lld filled%s\n",
+               packing_name(packer.options().packing), static_cast<long long>(ep.steps),
+               static_cast<long long>(packer.epoch()), 100.0 * ep.fill,
+               static_cast<long long>(packer.options().batch_tokens),
+               packer.options().drop_last ? cat(", ", ep.dropped, " samples dropped (--drop-last)").c_str() : "");
   if (t->packer().skipped() > 0)
     std::fprintf(stderr, "note: %lld samples longer than --batch-tokens %lld are skipped\n",
                  static_cast<long long>(t->packer().skipped()), static_cast<long long>(t->options().batch_tokens));
@@ -215,10 +230,55 @@ void run_make_corpus(const CorpusArgs& a) {
     write_tokenized_corpus(a.tokenized, corpus);
     std::ofstream info(fs::path(a.tokenized) / "tokenizer_info.json");
     info << "{\"vocab_size\": " << tok.vocab_size() << "}\n";
-    std::fprintf(stderr, "wrote %zu tokens to %s\n", corpus.tokens.size(), a.tokenized.c_str());
+    std::fprintf(stderr, "wrote %lld tokens to %s\n", static_cast<long long>(corpus.num_tokens()),
+                 a.tokenized.c_str());
   }
   std::fprintf(stderr, "wrote %zu samples (%lld planted leaks) to %s\n", samples.size(),
                static_cast<long long>(leaked), a.out.c_str());
+}
+
+struct PackStatsArgs {
+  std::string data, tokenizer;
+  int64_t batch_tokens = 4096, epochs = 1;
+  std::vector<int64_t> world_sizes = {1, 2, 4, 8, 16};
+  uint64_t seed = 0;
+  bool drop_last = false;
+};
+
+// One line per (packing, world size): steps per epoch, samples dropped and the fraction of the budget
+// filled, summed over the epochs asked for.
+void run_pack_stats(const PackStatsArgs& a) {
+  std::optional<Tokenizer> tok;
+  if (!a.tokenizer.empty()) tok.emplace(Tokenizer::from_file(a.tokenizer));
+  const TrainCorpus corpus = load_corpus(a.data, tok ? &*tok : nullptr, PromptFormat{});
+  int64_t tokens = 0;
+  for (int64_t i = 0; i < corpus.size(); ++i) tokens += corpus.packed_length(i);
+  std::printf("corpus: %lld samples, %lld packed tokens; --batch-tokens %lld per rank, %lld epoch(s), seed %llu%s\n",
+              static_cast<long long>(corpus.size()), static_cast<long long>(tokens),
+              static_cast<long long>(a.batch_tokens), static_cast<long long>(a.epochs),
+              static_cast<unsigned long long>(a.seed), a.drop_last ? ", drop-last" : "");
+  std::printf("%-10s %6s %12s %9s %8s\n", "packing", "ranks", "steps/epoch", "dropped", "fill");
+  for (const Packing packing : {Packing::kGreedy, Packing::kMultipack}) {
+    for (const int64_t world : a.world_sizes) {
+      const Packer p(corpus, {.batch_tokens = a.batch_tokens,
+                              .seed = a.seed,
+                              .packing = packing,
+                              .world_size = world,
+                              .drop_last = a.drop_last});
+      int64_t steps = 0, dropped = 0, packed = 0;
+      for (int64_t e = 0; e < a.epochs; ++e) {
+        const EpochPacking ep = p.epoch_packing(e);
+        steps += ep.steps;
+        dropped += ep.dropped;
+        packed += ep.tokens;
+      }
+      const double slots = static_cast<double>(steps) * static_cast<double>(world * a.batch_tokens);
+      std::printf("%-10s %6lld %12.1f %9.1f %7.2f%%\n", packing_name(packing), static_cast<long long>(world),
+                  static_cast<double>(steps) / static_cast<double>(a.epochs),
+                  static_cast<double>(dropped) / static_cast<double>(a.epochs),
+                  steps ? 100.0 * static_cast<double>(packed) / slots : 0.0);
+    }
+  }
 }
 
 }  // namespace
@@ -235,6 +295,8 @@ void add_train_commands(CLI::App& app) {
                     ->capture_default_str();
   tr->add_option("--epochs", a->epochs, "Size the run in passes over the corpus instead of --steps");
   tr->add_option("--batch-tokens", a->batch_tokens, "Token budget of one packed batch")->capture_default_str();
+  tr->add_option("--packing", a->packing, "multipack (the reference's sampler) or greedy")->capture_default_str();
+  tr->add_flag("--drop-last", a->drop_last, "Drop each epoch's last step, as the reference does");
   tr->add_option("--lr", a->lr, "Peak learning rate")->capture_default_str();
   tr->add_option("--warmup", a->warmup, "Linear LR warm-up steps")->capture_default_str();
   tr->add_option("--lr-min-ratio", a->lr_min_ratio, "1 = constant after warm-up; < 1 = cosine to lr*ratio")->capture_default_str();
@@ -269,6 +331,17 @@ void add_train_commands(CLI::App& app) {
   mc->add_option("--tokenizer", c->tokenizer, "tokenizer.json for --tokenized")->needs(tokenized);
   tokenized->needs("--tokenizer");
   mc->callback([c] { run_make_corpus(*c); });
+
+  auto ps = std::make_shared<PackStatsArgs>();
+  auto* st = app.add_subcommand("pack-stats", "How full greedy and multipack packing fill the token budget");
+  st->add_option("--data", ps->data, "Training JSONL or tokenized directory")->required();
+  st->add_option("--tokenizer", ps->tokenizer, "tokenizer.json (required for JSONL data)");
+  st->add_option("--batch-tokens", ps->batch_tokens, "Token budget of one rank's batch")->capture_default_str();
+  st->add_option("--world-sizes", ps->world_sizes, "Data-parallel ranks to try")->delimiter(',')->capture_default_str();
+  st->add_option("--epochs", ps->epochs, "Epochs (shuffles) to sum over")->capture_default_str()->check(CLI::PositiveNumber);
+  st->add_option("--seed", ps->seed, "Data-order seed")->capture_default_str();
+  st->add_flag("--drop-last", ps->drop_last, "Drop each epoch's last step, as the reference does");
+  st->callback([ps] { run_pack_stats(*ps); });
 }
 
 }  // namespace hrm::cli

@@ -4,28 +4,77 @@
 #include <rapidjson/document.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <fstream>
 #include <limits>
-#include <sstream>
+#include <numeric>
 
 #include "common/error.h"
 #include "common/npy.h"
+#include "runtime/mmap_file.h"
 
 namespace hrm {
 namespace {
 
-// The .npy magic and the header-length field width per format version (numpy format spec).
+namespace fs = std::filesystem;
+
+// The .npy magic (numpy format spec).
 constexpr char kNpyMagic[] = "\x93NUMPY";
 constexpr size_t kNpyMagicLen = 6;
 
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(cat(path.string(), ": cannot open"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+constexpr const char* kTokensFile = "tokens.npy";
+enum IndexArray { kInstStart, kInstLen, kRespStart, kRespLen, kIndexArrays };
+constexpr std::array<const char*, kIndexArrays> kIndexFiles = {"inst_start.npy", "inst_len.npy", "resp_start.npy",
+                                                               "resp_len.npy"};
+
+// The integer dtypes the pipeline writes, and a 1-D array of one of them: a mapped file's data or a
+// vector held in memory. Elements are read with memcpy, so no alignment is assumed.
+enum class IntType { kI16, kU16, kI32, kU32, kI64 };
+
+struct IntView {
+  const std::byte* data = nullptr;
+  int64_t size = 0;
+  IntType type = IntType::kI64;
+};
+
+struct DtypeName {
+  const char* descr;
+  IntType type;
+  size_t width;
+};
+constexpr std::array<DtypeName, 5> kDtypes = {{{"<i2", IntType::kI16, 2},
+                                               {"<u2", IntType::kU16, 2},
+                                               {"<i4", IntType::kI32, 4},
+                                               {"<u4", IntType::kU32, 4},
+                                               {"<i8", IntType::kI64, 8}}};
+
+template <class T>
+T load(const std::byte* p, int64_t i) {
+  T v;
+  std::memcpy(&v, p + i * static_cast<int64_t>(sizeof(T)), sizeof(T));
+  return v;
 }
+
+// Calls f(T{}) with the C++ type of `type`, so that loops over a view are written once and typed.
+template <class F>
+decltype(auto) with_type(IntType type, F&& f) {
+  switch (type) {
+    case IntType::kI16: return f(int16_t{});
+    case IntType::kU16: return f(uint16_t{});
+    case IntType::kI32: return f(int32_t{});
+    case IntType::kU32: return f(uint32_t{});
+    case IntType::kI64: break;
+  }
+  return f(int64_t{});
+}
+
+int64_t at(const IntView& v, int64_t i) {
+  return with_type(v.type, [&](auto t) { return static_cast<int64_t>(load<decltype(t)>(v.data, i)); });
+}
+
+// True when [start, start + len) does not lie inside [0, total).
+bool outside(int64_t start, int64_t len, int64_t total) { return start < 0 || start > total || len > total - start; }
 
 // splitmix64 (also used by the initialiser): the same stream on every platform, unlike std::shuffle.
 uint64_t mix(uint64_t& s) {
@@ -37,40 +86,182 @@ uint64_t mix(uint64_t& s) {
 
 }  // namespace
 
-std::span<const TokenId> TrainCorpus::instruction(int64_t i) const {
-  return {tokens.data() + inst_start[i], static_cast<size_t>(inst_len[i])};
+// One token array and its four index arrays: a mapped tokenized directory, or samples added in memory
+// (origin "", views pointing into the vectors below).
+struct TrainCorpus::Part {
+  std::string origin;
+  std::vector<MappedFile> maps;
+  std::vector<TokenId> own_tokens;
+  std::array<std::vector<int64_t>, kIndexArrays> own_index;
+  IntView tokens;
+  std::array<IntView, kIndexArrays> index;
+
+  int64_t rows() const { return index[kInstStart].size; }
+  int64_t get(IndexArray k, int64_t row) const { return at(index[k], row); }
+  std::string file(const char* name) const { return (fs::path(origin) / name).string(); }
+  void view_own() {
+    tokens = {reinterpret_cast<const std::byte*>(own_tokens.data()), static_cast<int64_t>(own_tokens.size()),
+              IntType::kI32};
+    for (size_t k = 0; k < kIndexArrays; ++k)
+      index[k] = {reinterpret_cast<const std::byte*>(own_index[k].data()), static_cast<int64_t>(own_index[k].size()),
+                  IntType::kI64};
+  }
+};
+
+namespace {
+
+std::vector<TokenId> read_tokens(const IntView& v, int64_t start, int64_t len) {
+  std::vector<TokenId> out(static_cast<size_t>(len));
+  with_type(v.type, [&](auto t) {
+    using T = decltype(t);
+    for (int64_t k = 0; k < len; ++k) out[k] = static_cast<TokenId>(load<T>(v.data, start + k));
+  });
+  return out;
 }
-std::span<const TokenId> TrainCorpus::response(int64_t i) const {
-  return {tokens.data() + resp_start[i], static_cast<size_t>(resp_len[i])};
+
+// The first element outside [lo, hi], or -1; one typed sequential pass.
+int64_t first_outside(const IntView& v, int64_t lo, int64_t hi) {
+  return with_type(v.type, [&](auto t) -> int64_t {
+    using T = decltype(t);
+    for (int64_t i = 0; i < v.size; ++i) {
+      const auto x = static_cast<int64_t>(load<T>(v.data, i));
+      if (x < lo || x > hi) return i;
+    }
+    return -1;
+  });
+}
+
+// Every sample's spans lie inside `tokens` and are non-empty.
+void check_spans(const IntView& tokens, const std::array<IntView, kIndexArrays>& index, const std::string& where) {
+  const int64_t n = index[kInstStart].size, total = tokens.size;
+  for (size_t k = 1; k < kIndexArrays; ++k)
+    if (index[k].size != n)
+      throw Error(cat(where, ": ", kIndexFiles[k], " has ", index[k].size, " rows but ", kIndexFiles[0], " has ", n));
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t is = at(index[kInstStart], r), il = at(index[kInstLen], r), rs = at(index[kRespStart], r),
+                  rl = at(index[kRespLen], r);
+    if (il <= 0 || rl <= 0)
+      throw Error(cat(where, ": sample ", r, " has an empty instruction or response (inst_len ", il, ", resp_len ", rl,
+                      ")"));
+    if (outside(is, il, total) || outside(rs, rl, total))
+      throw Error(cat(where, ": sample ", r, " (instruction ", is, "+", il, ", response ", rs, "+", rl,
+                      ") spans outside the ", total, " tokens of ", kTokensFile));
+  }
+}
+
+// Maps one .npy file as a 1-D array of one of `allowed` dtypes, checking that the data is all there.
+IntView map_npy(const fs::path& path, std::initializer_list<IntType> allowed, std::vector<MappedFile>& maps) {
+  const std::string origin = path.string();
+  MappedFile f = MappedFile::open(path);
+  const auto bytes = f.bytes();
+  const NpyHeader h = parse_npy_header(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), origin);
+  const DtypeName* d = nullptr;
+  std::string expected;
+  for (const DtypeName& c : kDtypes) {
+    if (std::find(allowed.begin(), allowed.end(), c.type) == allowed.end()) continue;
+    expected += cat(expected.empty() ? "" : ", ", c.descr);
+    if (h.descr == c.descr) d = &c;
+  }
+  if (!d) throw Error(cat(origin, ": unsupported dtype '", h.descr, "' (expected ", expected, ")"));
+  if (h.fortran_order) throw Error(cat(origin, ": Fortran-ordered .npy arrays are not supported"));
+  if (h.shape.size() != 1) throw Error(cat(origin, ": expected a 1-D array, got ", h.shape.size(), " dimensions"));
+  const uint64_t n = h.shape[0];
+  const size_t avail = bytes.size() - h.data_offset;
+  if (n > avail / d->width || avail != n * d->width)
+    throw Error(cat(origin, ": holds ", avail, " data bytes, but shape (", n, ",) of ", h.descr, " needs ", n, " x ",
+                    d->width, " (truncated or corrupt)"));
+  const IntView v{bytes.data() + h.data_offset, static_cast<int64_t>(n), d->type};
+  maps.push_back(std::move(f));  // the mapping does not move: v stays valid
+  return v;
+}
+
+}  // namespace
+
+TrainCorpus::TrainCorpus() = default;
+TrainCorpus::TrainCorpus(TrainCorpus&&) noexcept = default;
+TrainCorpus& TrainCorpus::operator=(TrainCorpus&&) noexcept = default;
+TrainCorpus::~TrainCorpus() = default;
+
+int64_t TrainCorpus::size() const { return ends_.empty() ? 0 : ends_.back(); }
+
+int64_t TrainCorpus::num_tokens() const {
+  int64_t n = 0;
+  for (const Part& p : parts_) n += p.tokens.size;
+  return n;
+}
+
+const TrainCorpus::Part& TrainCorpus::locate(int64_t i, int64_t* row) const {
+  HRM_CHECK(i >= 0 && i < size(), "sample ", i, " of a corpus of ", size());
+  const size_t k = static_cast<size_t>(std::upper_bound(ends_.begin(), ends_.end(), i) - ends_.begin());
+  *row = i - (k ? ends_[k - 1] : 0);
+  return parts_[k];
+}
+
+int64_t TrainCorpus::inst_len(int64_t i) const {
+  int64_t r = 0;
+  const Part& p = locate(i, &r);
+  return p.get(kInstLen, r);
+}
+
+int64_t TrainCorpus::resp_len(int64_t i) const {
+  int64_t r = 0;
+  const Part& p = locate(i, &r);
+  return p.get(kRespLen, r);
+}
+
+std::vector<TokenId> TrainCorpus::instruction(int64_t i) const {
+  int64_t r = 0;
+  const Part& p = locate(i, &r);
+  return read_tokens(p.tokens, p.get(kInstStart, r), p.get(kInstLen, r));
+}
+
+std::vector<TokenId> TrainCorpus::response(int64_t i) const {
+  int64_t r = 0;
+  const Part& p = locate(i, &r);
+  return read_tokens(p.tokens, p.get(kRespStart, r), p.get(kRespLen, r));
 }
 
 void TrainCorpus::add(std::span<const TokenId> inst, std::span<const TokenId> resp) {
-  inst_start.push_back(static_cast<int64_t>(tokens.size()));
-  inst_len.push_back(static_cast<int64_t>(inst.size()));
-  tokens.insert(tokens.end(), inst.begin(), inst.end());
-  resp_start.push_back(static_cast<int64_t>(tokens.size()));
-  resp_len.push_back(static_cast<int64_t>(resp.size()));
-  tokens.insert(tokens.end(), resp.begin(), resp.end());
+  if (parts_.empty() || !parts_.back().origin.empty()) {
+    parts_.emplace_back();
+    ends_.push_back(size());
+  }
+  Part& p = parts_.back();
+  p.own_index[kInstStart].push_back(static_cast<int64_t>(p.own_tokens.size()));
+  p.own_index[kInstLen].push_back(static_cast<int64_t>(inst.size()));
+  p.own_tokens.insert(p.own_tokens.end(), inst.begin(), inst.end());
+  p.own_index[kRespStart].push_back(static_cast<int64_t>(p.own_tokens.size()));
+  p.own_index[kRespLen].push_back(static_cast<int64_t>(resp.size()));
+  p.own_tokens.insert(p.own_tokens.end(), resp.begin(), resp.end());
+  p.view_own();
+  ++ends_.back();
 }
 
 void TrainCorpus::validate(const std::string& origin, int64_t vocab) const {
-  const size_t n = inst_start.size();
-  if (inst_len.size() != n || resp_start.size() != n || resp_len.size() != n)
-    throw Error(cat(origin, ": inst_start/inst_len/resp_start/resp_len have different lengths (", n, ", ",
-                    inst_len.size(), ", ", resp_start.size(), ", ", resp_len.size(), ")"));
-  const int64_t T = static_cast<int64_t>(tokens.size());
-  for (size_t i = 0; i < n; ++i) {
-    if (inst_len[i] <= 0 || resp_len[i] <= 0)
-      throw Error(cat(origin, ": sample ", i, " has an empty instruction or response (", inst_len[i], ", ",
-                      resp_len[i], " tokens)"));
-    if (inst_start[i] < 0 || inst_start[i] + inst_len[i] > T || resp_start[i] < 0 || resp_start[i] + resp_len[i] > T)
-      throw Error(cat(origin, ": sample ", i, " spans outside the ", T, " tokens"));
+  for (const Part& p : parts_) {
+    const bool mapped = !p.origin.empty();
+    check_spans(p.tokens, p.index, mapped ? p.origin : origin);
+    if (vocab <= 0) continue;
+    const int64_t t = first_outside(p.tokens, 0, vocab - 1);
+    if (t < 0) continue;
+    std::string sample;  // the first sample that uses token t, if any (the error path only)
+    for (int64_t r = 0; r < p.rows() && sample.empty(); ++r)
+      if ((t >= p.get(kInstStart, r) && t - p.get(kInstStart, r) < p.get(kInstLen, r)) ||
+          (t >= p.get(kRespStart, r) && t - p.get(kRespStart, r) < p.get(kRespLen, r)))
+        sample = cat(" (sample ", r, ")");
+    throw Error(cat(mapped ? p.file(kTokensFile) : origin, ": token ", t, sample, " has id ", at(p.tokens, t),
+                    ", outside the vocabulary [0, ", vocab, ")"));
   }
-  if (vocab > 0) {
-    for (size_t i = 0; i < tokens.size(); ++i)
-      if (tokens[i] < 0 || tokens[i] >= vocab)
-        throw Error(cat(origin, ": token ", i, " has id ", tokens[i], ", outside the vocabulary [0, ", vocab, ")"));
-  }
+}
+
+int64_t TrainCorpus::max_token_id() const {
+  int64_t mx = -1;
+  for (const Part& p : parts_)
+    with_type(p.tokens.type, [&](auto t) {
+      using T = decltype(t);
+      for (int64_t i = 0; i < p.tokens.size; ++i) mx = std::max(mx, static_cast<int64_t>(load<T>(p.tokens.data, i)));
+    });
+  return mx;
 }
 
 void add_text_sample(TrainCorpus& corpus, const Tokenizer& tok, const PromptFormat& fmt,
@@ -81,7 +272,7 @@ void add_text_sample(TrainCorpus& corpus, const Tokenizer& tok, const PromptForm
   corpus.add(inst, resp);
 }
 
-TrainCorpus load_jsonl_corpus(const std::filesystem::path& path, const Tokenizer& tok, const PromptFormat& fmt) {
+TrainCorpus load_jsonl_corpus(const fs::path& path, const Tokenizer& tok, const PromptFormat& fmt) {
   std::ifstream in(path);
   if (!in) throw Error(cat(path.string(), ": cannot open the training JSONL"));
   stop_token(tok, fmt);  // fail early, naming the missing token
@@ -111,46 +302,16 @@ TrainCorpus load_jsonl_corpus(const std::filesystem::path& path, const Tokenizer
   return corpus;
 }
 
-std::vector<int64_t> read_npy_1d(const std::filesystem::path& path) {
-  const std::string bytes = read_file(path);
-  const std::string origin = path.string();
-  const NpyHeader h =
-      parse_npy_header(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), origin);
-  if (h.fortran_order) throw Error(cat(origin, ": Fortran-ordered .npy arrays are not supported"));
-  if (h.shape.size() != 1) throw Error(cat(origin, ": expected a 1-D array, got ", h.shape.size(), " dimensions"));
-  const std::string& descr = h.descr;
-  const auto n = static_cast<int64_t>(h.shape[0]);
-  size_t width = 0;
-  bool is_signed = true;
-  if (descr == "<i4" || descr == "<u4") width = 4;
-  else if (descr == "<i8" || descr == "<u8") width = 8;
-  else if (descr == "<i2" || descr == "<u2") width = 2;
-  else throw Error(cat(origin, ": unsupported .npy dtype '", descr, "' (expected <i2/<u2/<i4/<u4/<i8/<u8)"));
-  is_signed = descr[1] == 'i';
-  const size_t data = h.data_offset;
-  if (bytes.size() < data || bytes.size() - data != static_cast<size_t>(n) * width)
-    throw Error(cat(origin, ": .npy holds ", bytes.size() - data, " data bytes, expected ", n * width));
-  std::vector<int64_t> out(n);
-  for (int64_t i = 0; i < n; ++i) {
-    uint64_t u = 0;
-    for (size_t b = 0; b < width; ++b)
-      u |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[data + i * width + b])) << (8 * b);
-    if (is_signed && width < 8 && (u >> (8 * width - 1)) & 1) u |= ~uint64_t{0} << (8 * width);  // sign-extend
-    out[i] = static_cast<int64_t>(u);
-  }
-  return out;
-}
-
-void write_npy_1d(const std::filesystem::path& path, std::span<const int64_t> values, const std::string& dtype) {
+void write_npy_1d(const fs::path& path, std::span<const int64_t> values, const std::string& dtype) {
   // numpy/lib/format.py: ARRAY_ALIGN = 64, and GROWTH_AXIS_MAX_DIGITS = 21 spaces reserved minus the
   // digits of the leading dimension.
   constexpr size_t kAlign = 64, kGrowthDigits = 21, kPreamble = 10;
-  int64_t lo = 0, hi = 0;
-  size_t width = 0;
-  if (dtype == "<u4") lo = 0, hi = std::numeric_limits<uint32_t>::max(), width = 4;
-  else if (dtype == "<i4") lo = std::numeric_limits<int32_t>::min(), hi = std::numeric_limits<int32_t>::max(), width = 4;
-  else if (dtype == "<i8") lo = std::numeric_limits<int64_t>::min(), hi = std::numeric_limits<int64_t>::max(), width = 8;
-  else throw Error(cat(path.string(), ": unsupported .npy dtype '", dtype, "' for writing"));
+  const auto d = std::find_if(kDtypes.begin(), kDtypes.end(), [&](const DtypeName& c) { return dtype == c.descr; });
+  if (d == kDtypes.end()) throw Error(cat(path.string(), ": unsupported .npy dtype '", dtype, "' for writing"));
+  const auto [lo, hi] = with_type(d->type, [](auto t) {
+    using T = decltype(t);
+    return std::pair<int64_t, int64_t>(std::numeric_limits<T>::min(), std::numeric_limits<T>::max());
+  });
   const std::string n = std::to_string(values.size());
   std::string header = "{'descr': '" + dtype + "', 'fortran_order': False, 'shape': (" + n + ",), }";
   header.append(kGrowthDigits - n.size(), ' ');
@@ -166,7 +327,7 @@ void write_npy_1d(const std::filesystem::path& path, std::span<const int64_t> va
   for (int64_t v : values) {
     if (v < lo || v > hi) throw Error(cat(path.string(), ": value ", v, " does not fit ", dtype));
     const uint64_t u = static_cast<uint64_t>(v);
-    for (size_t b = 0; b < width; ++b) bytes += static_cast<char>((u >> (8 * b)) & 0xff);
+    for (size_t b = 0; b < d->width; ++b) bytes += static_cast<char>((u >> (8 * b)) & 0xff);
   }
   std::ofstream out(path, std::ios::binary);
   if (!out) throw Error(cat(path.string(), ": cannot write"));
@@ -174,116 +335,233 @@ void write_npy_1d(const std::filesystem::path& path, std::span<const int64_t> va
   if (!out) throw Error(cat(path.string(), ": write failed"));
 }
 
-void write_tokenized_corpus(const std::filesystem::path& dir, const TrainCorpus& corpus) {
-  std::filesystem::create_directories(dir);
+void write_tokenized_corpus(const fs::path& dir, const TrainCorpus& corpus) {
+  fs::create_directories(dir);
   corpus.validate(dir.string(), 0);
-  const std::vector<int64_t> tokens(corpus.tokens.begin(), corpus.tokens.end());
-  write_npy_1d(dir / "tokens.npy", tokens, "<u4");
-  write_npy_1d(dir / "inst_start.npy", corpus.inst_start, "<i8");
-  write_npy_1d(dir / "inst_len.npy", corpus.inst_len, "<i8");
-  write_npy_1d(dir / "resp_start.npy", corpus.resp_start, "<i8");
-  write_npy_1d(dir / "resp_len.npy", corpus.resp_len, "<i8");
+  // Each part's token array whole (gaps included), its index arrays shifted past the parts before it.
+  std::vector<int64_t> tokens;
+  std::array<std::vector<int64_t>, kIndexArrays> index;
+  for (const TrainCorpus::Part& p : corpus.parts_) {
+    const auto base = static_cast<int64_t>(tokens.size());
+    for (int64_t t = 0; t < p.tokens.size; ++t) tokens.push_back(at(p.tokens, t));
+    for (int64_t r = 0; r < p.rows(); ++r)
+      for (size_t k = 0; k < kIndexArrays; ++k)
+        index[k].push_back(p.get(static_cast<IndexArray>(k), r) + (k == kInstStart || k == kRespStart ? base : 0));
+  }
+  write_npy_1d(dir / kTokensFile, tokens, "<u4");
+  for (size_t k = 0; k < kIndexArrays; ++k) write_npy_1d(dir / kIndexFiles[k], index[k], "<i8");
 }
 
-TrainCorpus load_tokenized_corpus(const std::filesystem::path& dir) {
-  namespace fs = std::filesystem;
+TrainCorpus load_tokenized_corpus(const fs::path& dir) {
   std::vector<fs::path> dirs;
-  if (fs::exists(dir / "tokens.npy")) {
+  if (fs::exists(dir / kTokensFile)) {
     dirs.push_back(dir);
   } else {
     if (!fs::is_directory(dir)) throw Error(cat(dir.string(), ": not a directory"));
     for (const auto& e : fs::directory_iterator(dir))
-      if (e.is_directory() && fs::exists(e.path() / "tokens.npy")) dirs.push_back(e.path());
+      if (e.is_directory() && fs::exists(e.path() / kTokensFile)) dirs.push_back(e.path());
     std::sort(dirs.begin(), dirs.end());
     if (dirs.empty()) throw Error(cat(dir.string(), ": no tokens.npy here or in any sub-directory"));
   }
   TrainCorpus corpus;
   for (const fs::path& d : dirs) {
-    TrainCorpus part;
-    for (int64_t t : read_npy_1d(d / "tokens.npy")) {
-      if (t < 0 || t > std::numeric_limits<TokenId>::max())
-        throw Error(cat((d / "tokens.npy").string(), ": token id ", t, " out of range"));
-      part.tokens.push_back(static_cast<TokenId>(t));
-    }
-    part.inst_start = read_npy_1d(d / "inst_start.npy");
-    part.inst_len = read_npy_1d(d / "inst_len.npy");
-    part.resp_start = read_npy_1d(d / "resp_start.npy");
-    part.resp_len = read_npy_1d(d / "resp_len.npy");
-    part.validate(d.string(), 0);
-    const int64_t base = static_cast<int64_t>(corpus.tokens.size());
-    corpus.tokens.insert(corpus.tokens.end(), part.tokens.begin(), part.tokens.end());
-    for (int64_t i = 0; i < part.size(); ++i) {
-      corpus.inst_start.push_back(part.inst_start[i] + base);
-      corpus.inst_len.push_back(part.inst_len[i]);
-      corpus.resp_start.push_back(part.resp_start[i] + base);
-      corpus.resp_len.push_back(part.resp_len[i]);
-    }
+    TrainCorpus::Part p;
+    p.origin = d.string();
+    p.tokens = map_npy(d / kTokensFile, {IntType::kU32, IntType::kI32, IntType::kU16, IntType::kI16}, p.maps);
+    for (size_t k = 0; k < kIndexArrays; ++k)
+      p.index[k] = map_npy(d / kIndexFiles[k], {IntType::kI64, IntType::kI32}, p.maps);
+    check_spans(p.tokens, p.index, p.origin);
+    corpus.ends_.push_back(corpus.size() + p.rows());
+    corpus.parts_.push_back(std::move(p));
   }
   return corpus;
 }
 
-TrainCorpus load_corpus(const std::filesystem::path& path, const Tokenizer* tok, const PromptFormat& fmt) {
-  if (std::filesystem::is_directory(path)) return load_tokenized_corpus(path);
+TrainCorpus load_corpus(const fs::path& path, const Tokenizer* tok, const PromptFormat& fmt) {
+  if (fs::is_directory(path)) return load_tokenized_corpus(path);
   if (!tok) throw Error(cat(path.string(), ": a JSONL corpus needs a tokenizer (--tokenizer)"));
   return load_jsonl_corpus(path, *tok, fmt);
 }
 
-Packer::Packer(const TrainCorpus& corpus, int64_t batch_tokens, uint64_t seed, int64_t max_sample_tokens)
-    : corpus_(corpus), budget_(batch_tokens), seed_(seed) {
-  if (batch_tokens <= 0) throw Error(cat("batch token budget must be positive, got ", batch_tokens));
-  const int64_t longest = max_sample_tokens > 0 ? std::min(max_sample_tokens, budget_) : budget_;
+const char* packing_name(Packing p) { return p == Packing::kGreedy ? "greedy" : "multipack"; }
+
+Packing parse_packing(std::string_view name) {
+  if (name == "greedy") return Packing::kGreedy;
+  if (name == "multipack") return Packing::kMultipack;
+  throw Error(cat("packing must be 'greedy' or 'multipack' (the reference), got '", name, "'"));
+}
+
+bool PackStep::full() const {
+  return std::all_of(ranks.begin(), ranks.end(), [](const auto& r) { return !r.empty(); });
+}
+
+namespace {
+
+void check_length(std::span<const int64_t> lengths, size_t pos, int64_t budget) {
+  HRM_CHECK(lengths[pos] >= 1 && lengths[pos] <= budget, "sample length ", lengths[pos], " at ", pos,
+            " outside [1, budget ", budget, "]");
+}
+
+PackStep greedy_step(std::span<const int64_t> lengths, int64_t budget, int64_t world_size) {
+  PackStep s;
+  s.ranks.resize(static_cast<size_t>(world_size));
+  size_t pos = 0;
+  for (auto& rank : s.ranks) {
+    int64_t load = 0;
+    while (pos < lengths.size()) {
+      check_length(lengths, pos, budget);
+      if (load + lengths[pos] > budget) break;
+      rank.push_back(static_cast<int64_t>(pos));
+      load += lengths[pos++];
+    }
+  }
+  s.consumed = static_cast<int64_t>(pos);
+  return s;
+}
+
+// LPT (longest processing time first) scheduling of lengths[0..m) onto n ranks, as the reference does
+// it: longest first (equal lengths in reverse position order: its stable argsort, reversed), each onto
+// the least-loaded rank, found with a 1-based binary min-heap of loads and the reference's sift-down so
+// that ties go to the same rank. With `ranks` null it only checks, returning false as soon as a rank
+// exceeds `budget`; otherwise it records each rank's positions in placement order.
+bool lpt(std::span<const int64_t> lengths, int64_t m, int64_t n, int64_t budget,
+         std::vector<std::vector<int64_t>>* ranks) {
+  std::vector<int64_t> order(static_cast<size_t>(m));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return lengths[a] < lengths[b]; });
+  std::reverse(order.begin(), order.end());
+  std::vector<int64_t> load(static_cast<size_t>(n) + 1, 0), id(static_cast<size_t>(n) + 1);
+  std::iota(id.begin(), id.end(), -1);  // heap slot k (1-based) starts as rank k-1
+  for (const int64_t pos : order) {
+    load[1] += lengths[pos];
+    if (ranks) (*ranks)[id[1]].push_back(pos);
+    else if (load[1] > budget) return false;
+    for (int64_t u = 1; 2 * u <= n;) {
+      int64_t v = 2 * u;
+      if (v + 1 <= n && load[v + 1] < load[v]) ++v;
+      if (load[u] <= load[v]) break;
+      std::swap(load[u], load[v]);
+      std::swap(id[u], id[v]);
+      u = v;
+    }
+  }
+  return true;
+}
+
+PackStep multipack_step(std::span<const int64_t> lengths, int64_t budget, int64_t world_size) {
+  PackStep s;
+  s.ranks.resize(static_cast<size_t>(world_size));
+  if (lengths.empty()) return s;
+  // The window: samples until they hold budget × ranks tokens; no step can take more.
+  size_t end = 0;
+  for (int64_t total = 0; end < lengths.size() && total < budget * world_size; ++end) {
+    check_length(lengths, end, budget);
+    total += lengths[end];
+  }
+  // The longest prefix LPT fits, by binary search over [1, end] (one sample always fits).
+  int64_t lo = 1, hi = static_cast<int64_t>(end) + 1;
+  while (hi - lo > 1) {
+    const int64_t mid = (lo + hi) / 2;
+    if (lpt(lengths, mid, world_size, budget, nullptr)) lo = mid;
+    else hi = mid;
+  }
+  lpt(lengths, lo, world_size, budget, &s.ranks);
+  s.consumed = lo;
+  return s;
+}
+
+}  // namespace
+
+PackStep pack_step(Packing packing, std::span<const int64_t> lengths, int64_t budget, int64_t world_size) {
+  HRM_CHECK(budget > 0 && world_size > 0, "budget ", budget, ", world size ", world_size);
+  return packing == Packing::kGreedy ? greedy_step(lengths, budget, world_size)
+                                     : multipack_step(lengths, budget, world_size);
+}
+
+Packer::Packer(const TrainCorpus& corpus, const PackerOptions& opts) : corpus_(corpus), opts_(opts) {
+  if (opts.batch_tokens <= 0) throw Error(cat("batch token budget must be positive, got ", opts.batch_tokens));
+  if (opts.world_size <= 0 || opts.rank < 0 || opts.rank >= opts.world_size)
+    throw Error(cat("rank ", opts.rank, " is outside a world of ", opts.world_size, " ranks"));
+  const int64_t budget = opts.batch_tokens;
+  const int64_t longest = opts.max_sample_tokens > 0 ? std::min(opts.max_sample_tokens, budget) : budget;
   for (int64_t i = 0; i < corpus.size(); ++i) {
     if (corpus.packed_length(i) <= longest) usable_.push_back(i);
     else ++skipped_;
   }
   if (usable_.empty())
-    throw Error(cat("no training sample fits the batch budget of ", batch_tokens, " tokens (", corpus.size(),
-                    " samples)"));
+    throw Error(cat("no training sample fits the batch budget of ", budget, " tokens (", corpus.size(), " samples)"));
   perm_ = order(0);
 }
 
 std::vector<int64_t> Packer::order(int64_t epoch) const {
   std::vector<int64_t> p = usable_;
-  uint64_t s = seed_ * 0x2545F4914F6CDD1Dull + static_cast<uint64_t>(epoch);
+  uint64_t s = opts_.seed * 0x2545F4914F6CDD1Dull + static_cast<uint64_t>(epoch);
   for (size_t i = p.size(); i > 1; --i) std::swap(p[i - 1], p[mix(s) % i]);
   return p;
 }
 
 void Packer::seek(int64_t epoch, int64_t cursor) {
-  if (epoch < 0 || cursor < 0 || cursor > static_cast<int64_t>(usable_.size()))
-    throw Error(cat("data position (epoch ", epoch, ", cursor ", cursor, ") is outside this corpus of ",
-                    usable_.size(), " usable samples"));
+  if (epoch < 0 || cursor < 0 || cursor > usable())
+    throw Error(cat("data position (epoch ", epoch, ", cursor ", cursor, ") is outside this corpus of ", usable(),
+                    " usable samples"));
   epoch_ = epoch;
   cursor_ = cursor;
   perm_ = order(epoch_);
 }
 
-PackedBatch Packer::next() {
-  if (cursor_ >= static_cast<int64_t>(perm_.size())) {
-    ++epoch_;
-    cursor_ = 0;
-    perm_ = order(epoch_);
+PackStep Packer::plan(const std::vector<int64_t>& perm, int64_t cursor) const {
+  // Only the window a step can take (budget × ranks tokens, as in pack_step): O(step), not O(epoch).
+  const int64_t cap = opts_.batch_tokens * opts_.world_size;
+  std::vector<int64_t> window;
+  for (int64_t k = cursor, total = 0; k < static_cast<int64_t>(perm.size()) && total < cap; ++k) {
+    window.push_back(corpus_.packed_length(perm[k]));
+    total += window.back();
   }
-  PackedBatch b;
-  while (cursor_ < static_cast<int64_t>(perm_.size())) {
-    const int64_t i = perm_[cursor_];
-    if (b.size() + corpus_.packed_length(i) > budget_) break;
-    b.add_sample(corpus_.instruction(i), corpus_.response(i));
-    ++cursor_;
-  }
-  return b;
+  return pack_step(opts_.packing, window, opts_.batch_tokens, opts_.world_size);
 }
 
-int64_t Packer::batches_per_epoch() const {
-  int64_t batches = 0, used = budget_ + 1;
-  for (int64_t i : order(epoch_)) {
-    if (used + corpus_.packed_length(i) > budget_) {
-      ++batches;
-      used = 0;
+PackedBatch Packer::next() {
+  for (;;) {
+    if (cursor_ >= usable()) {
+      ++epoch_;
+      cursor_ = 0;
+      perm_ = order(epoch_);
     }
-    used += corpus_.packed_length(i);
+    const PackStep s = plan(perm_, cursor_);
+    if (opts_.drop_last && (cursor_ + s.consumed >= usable() || !s.full())) {
+      if (cursor_ == 0)
+        throw Error(cat("epoch ", epoch_, " packs into a single step, which drop_last drops: ", usable(),
+                        " samples are too few for ", opts_.world_size, " rank(s) of ", opts_.batch_tokens, " tokens"));
+      cursor_ = usable();  // the rest of the epoch is dropped
+      continue;
+    }
+    PackedBatch b;
+    for (const int64_t pos : s.ranks[static_cast<size_t>(opts_.rank)]) {
+      const int64_t i = perm_[cursor_ + pos];
+      b.add_sample(corpus_.instruction(i), corpus_.response(i));
+    }
+    cursor_ += s.consumed;
+    return b;
   }
-  return batches;
+}
+
+EpochPacking Packer::epoch_packing(int64_t epoch) const {
+  const std::vector<int64_t> perm = order(epoch);
+  const int64_t n = static_cast<int64_t>(perm.size());
+  EpochPacking e;
+  int64_t cursor = 0;
+  while (cursor < n) {
+    const PackStep s = plan(perm, cursor);
+    if (opts_.drop_last && (cursor + s.consumed >= n || !s.full())) break;
+    ++e.steps;
+    for (int64_t k = 0; k < s.consumed; ++k) e.tokens += corpus_.packed_length(perm[cursor + k]);
+    cursor += s.consumed;
+  }
+  e.samples = cursor;
+  e.dropped = n - cursor;
+  const double slots = static_cast<double>(e.steps) * static_cast<double>(opts_.world_size * opts_.batch_tokens);
+  e.fill = e.steps ? static_cast<double>(e.tokens) / slots : 0.0;
+  return e;
 }
 
 }  // namespace hrm

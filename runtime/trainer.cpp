@@ -149,7 +149,11 @@ Trainer::Trainer(ModelConfig cfg, ModelWeights init, const TrainCorpus& corpus, 
       opts_(opts),
       opt_(opts.optim, w_),
       // A sample longer than the model's positions cannot be trained on: skip it like an oversized one.
-      packer_(corpus, opts.batch_tokens, opts.seed, cfg_.max_position_embeddings),
+      packer_(corpus, PackerOptions{.batch_tokens = opts.batch_tokens,
+                                    .seed = opts.seed,
+                                    .max_sample_tokens = cfg_.max_position_embeddings,
+                                    .packing = opts.packing,
+                                    .drop_last = opts.drop_last}),
       backend_(std::move(backend)) {
   if (opts_.steps <= 0) throw Error(cat("training steps must be positive, got ", opts_.steps));
   corpus.validate("training corpus", cfg_.vocab_size);
@@ -200,6 +204,8 @@ void Trainer::save_checkpoint(const fs::path& dir) const {
     << "  \"seed\": " << o.seed << ",\n"
     << "  \"steps\": " << o.steps << ",\n"
     << "  \"batch_tokens\": " << o.batch_tokens << ",\n"
+    << "  \"packing\": \"" << packing_name(o.packing) << "\", \"drop_last\": " << (o.drop_last ? "true" : "false")
+    << ",\n"
     << "  \"lr\": " << num(o.lr.lr) << ", \"warmup_steps\": " << o.lr.warmup_steps
     << ", \"lr_min_ratio\": " << num(o.lr.min_ratio) << ", \"lr_total_steps\": " << o.lr.total_steps << ",\n"
     << "  \"beta1\": " << num(o.optim.beta1) << ", \"beta2\": " << num(o.optim.beta2)
@@ -237,6 +243,22 @@ Trainer Trainer::resume(const fs::path& dir, const TrainCorpus& corpus, TrainOpt
   o.steps = opts.steps > 0 ? opts.steps : i64("steps");
   o.seed = static_cast<uint64_t>(get("seed").GetUint64());
   o.batch_tokens = i64("batch_tokens");
+  // Checkpoints written before the multipack sampler have no "packing": they packed greedily.
+  if (d.HasMember("packing")) {
+    const auto& v = d["packing"];
+    if (!v.IsString()) throw Error(cat(json_path.string(), ": field \"packing\" must be a string"));
+    try {
+      o.packing = parse_packing(v.GetString());
+    } catch (const Error& e) {
+      throw Error(cat(json_path.string(), ": ", e.what()));
+    }
+  } else {
+    o.packing = Packing::kGreedy;
+  }
+  if (d.HasMember("drop_last")) {
+    if (!d["drop_last"].IsBool()) throw Error(cat(json_path.string(), ": field \"drop_last\" must be true or false"));
+    o.drop_last = d["drop_last"].GetBool();
+  }
   o.lr.lr = dbl("lr");
   o.lr.warmup_steps = i64("warmup_steps");
   o.lr.min_ratio = dbl("lr_min_ratio");

@@ -4,11 +4,12 @@
 //
 // A checkpoint is a directory: `state.safetensors` (fp32 weights under their HF names, plus
 // `optim.m.*`, `optim.v.*`, `ema.*` and `model.z_L_init`) and `state.json` (step, data position,
-// seed, schedules, model config). Data order depends only on (seed, epoch, cursor), so nothing else is
-// needed to resume; the CPU backend is deterministic for any thread count, so a resumed run equals an
-// uninterrupted one bit for bit. The export (`hf/` under the output directory by default) holds
+// seed, packing, schedules, model config). Data order depends only on (seed, packing, epoch, cursor),
+// so nothing else is needed to resume; the CPU backend is deterministic for any thread count, so a
+// resumed run equals an uninterrupted one bit for bit. The export (`hf/` under the output directory by default) holds
 // config.json + model.safetensors in the released fused layout (`attn.gqkv_proj` = gate,q,k,v rows;
-// `mlp.gate_up_proj`), fp32, loadable by hrm::Model::load and transformers.
+// `mlp.gate_up_proj`), fp32, loadable by hrm::Model::load and transformers. One process is one rank:
+// the data-parallel exchange (and with it a world size above 1) waits for the GPU trainer.
 // Not for: the gradient maths (train.h), the optimizer maths (optimizer.h), data parsing (data.h).
 //
 // Example:
@@ -42,6 +43,8 @@ struct TrainOptions {
   int64_t steps = 100;
   int64_t batch_tokens = 4096;
   uint64_t seed = 0;
+  Packing packing = Packing::kMultipack;  // the reference's sampler (data.h)
+  bool drop_last = false;                 // the reference drops each epoch's last step (PackerOptions)
   LrSchedule lr;
   AdamAtan2Config optim;
   BpSchedule bp;

@@ -6,6 +6,7 @@
 #include <tbb/global_control.h>
 
 #include <cstring>
+#include <fstream>
 #include <random>
 
 #include <unistd.h>
@@ -94,11 +95,49 @@ TEST(TrainLoop, ResumeIsBitExact) {
   fs::remove_all(ckpt);
 }
 
+TEST(TrainLoop, CheckpointRecordsThePacking) {
+  const ModelConfig cfg = shape_config("tiny", 256);
+  const TrainCorpus corpus = random_corpus(30, 1);
+  TrainOptions o = small_options();
+  o.packing = Packing::kGreedy;
+  o.drop_last = true;
+  const fs::path ckpt = temp_dir("packing");
+  {
+    Trainer t(cfg, init_weights(cfg, 5), corpus, o, make_cpu_train_backend());
+    EXPECT_EQ(t.packer().options().packing, Packing::kGreedy);
+    t.step();
+    t.save_checkpoint(ckpt);
+  }
+  const std::string json = test::read_text(ckpt / "state.json");
+  ASSERT_NE(json.find("\"packing\": \"greedy\", \"drop_last\": true,"), std::string::npos) << json;
+  TrainOptions keep;
+  keep.steps = 0;
+  auto resumed_packing = [&](const std::string& text) {
+    std::ofstream(ckpt / "state.json") << text;
+    const Trainer r = Trainer::resume(ckpt, corpus, keep, make_cpu_train_backend());
+    return std::make_pair(r.packer().options().packing, r.packer().options().drop_last);
+  };
+  EXPECT_EQ(resumed_packing(json), std::make_pair(Packing::kGreedy, true));
+  // Checkpoints from before the multipack sampler have neither field: they packed greedily.
+  const size_t at = json.find("  \"packing\"");
+  const std::string old = json.substr(0, at) + json.substr(json.find('\n', at) + 1);
+  EXPECT_EQ(resumed_packing(old), std::make_pair(Packing::kGreedy, false));
+  std::string bad = json;
+  bad.replace(bad.find("\"greedy\""), 8, "\"bestfit\"");
+  try {
+    resumed_packing(bad);
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("state.json: packing must be"), std::string::npos) << e.what();
+  }
+  fs::remove_all(ckpt);
+}
+
 TEST(TrainLoop, GradientsIndependentOfThreadCount) {
   // Bit-exact resume across machines relies on this: every reduction has a fixed order.
   const ModelConfig cfg = shape_config("tiny", 256);
   const TrainCorpus corpus = random_corpus(12, 4);
-  Packer p(corpus, 96, 1);
+  Packer p(corpus, {.batch_tokens = 96, .seed = 1});
   const PackedBatch batch = p.next();
   const ModelWeights w = init_weights(cfg, 8);
   ModelWeights g_all = zeros_like(w), g_one = zeros_like(w);
