@@ -1,7 +1,8 @@
 // A read-only POSIX memory map of one whole file, unmapped when the object dies.
 //
-// Used by the safetensors loader so that multi-GB checkpoints are paged in on demand instead of
-// copied. Not for: writing, or files that other processes truncate while mapped (that is SIGBUS).
+// Used by the safetensors loader and the training corpus reader (data.h) so that multi-GB checkpoints
+// and tokenized corpora are paged in on demand instead of copied. Not for: writing, or files that
+// other processes truncate while mapped (that is SIGBUS).
 //
 // Example:
 //   hrm::MappedFile f = hrm::MappedFile::open("model.safetensors");

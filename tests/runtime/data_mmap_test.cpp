@@ -55,7 +55,8 @@ TrainCorpus random_corpus(int n, int64_t max_id, uint64_t seed, Layout* layout) 
   return c;
 }
 
-void write_layout(const fs::path& dir, const Layout& l, const std::string& token_dtype, const std::string& index_dtype) {
+void write_layout(const fs::path& dir, const Layout& l, const std::string& token_dtype,
+                  const std::string& index_dtype) {
   fs::create_directories(dir);
   write_npy_1d(dir / "tokens.npy", l.flat, token_dtype);
   for (int k = 0; k < 4; ++k) write_npy_1d(dir / kIndexFiles[k], l.index[k], index_dtype);
@@ -132,7 +133,8 @@ TEST(DataMmap, NpyWriterIsLittleEndianPerDtype) {
   auto data_bytes = [&](const std::vector<int64_t>& v, const std::string& dtype) {
     write_npy_1d(d / "a.npy", v, dtype);
     const std::string s = test::read_text(d / "a.npy");
-    return s.substr(parse_npy_header(std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size()), "a.npy").data_offset);
+    const auto bytes = std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+    return s.substr(parse_npy_header(bytes, "a.npy").data_offset);
   };
   EXPECT_EQ(data_bytes({1, 258}, "<u2"), std::string("\x01\x00\x02\x01", 4));
   EXPECT_EQ(data_bytes({-2}, "<i2"), std::string("\xfe\xff", 2));

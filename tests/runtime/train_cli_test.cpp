@@ -1,12 +1,13 @@
-// End-to-end tests of `hrmbench make-corpus` and `hrmbench train`: the corpus with planted leaks,
-// the loss log, the export, and a resumed run whose exported weights equal an uninterrupted run's
-// byte for byte.
+// End-to-end tests of `hrmbench make-corpus`, `hrmbench train` and `hrmbench pack-stats`: the corpus
+// with planted leaks, the loss log, the export, a resumed run whose exported weights equal an
+// uninterrupted run's byte for byte, and the choice of packing.
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include <sys/wait.h>
@@ -142,6 +143,42 @@ TEST_F(TrainCli, TrainsOnTokenizedDirectoryWithConfig) {
                               config + " --steps 1 --out " + (dir_ / "u").string());
   EXPECT_NE(bad.status, 0);
   EXPECT_NE(bad.out.find("outside the vocabulary"), std::string::npos) << bad.out;
+}
+
+TEST_F(TrainCli, PackingIsSelectableAndReported) {
+  ASSERT_EQ(hrmbench("make-corpus --out " + (dir_ / "c.jsonl").string() + " --n 80 --seed 6").status, 0);
+  const std::string tok = (test::fixtures() / "tokenizer" / "tokenizer.json").string();
+  const std::string data = " --data " + (dir_ / "c.jsonl").string() + " --tokenizer " + tok;
+  const std::string common = "train" + data + " --shape tiny --steps 3 --batch-tokens 300 --lr 1e-3 --seed 3";
+  const CmdRun m = hrmbench(common + " --out " + (dir_ / "m").string());
+  ASSERT_EQ(m.status, 0) << m.out;
+  EXPECT_NE(m.out.find("packing: multipack, "), std::string::npos) << m.out;
+  const CmdRun g = hrmbench(common + " --packing greedy --out " + (dir_ / "g").string());
+  ASSERT_EQ(g.status, 0) << g.out;
+  EXPECT_NE(g.out.find("packing: greedy, "), std::string::npos) << g.out;
+  // One rank: both packings put the same samples into each step (multipack only orders them longest
+  // first), so every step has the same token counts.
+  const auto lm = lines(dir_ / "m" / "loss.jsonl"), lg = lines(dir_ / "g" / "loss.jsonl");
+  ASSERT_EQ(lm.size(), 3u);
+  ASSERT_EQ(lg.size(), 3u);
+  auto counts = [](const std::string& l) {  // "tokens": T, "loss_tokens": L
+    const size_t from = l.find("\"tokens\"");
+    return l.substr(from, l.find(", \"epoch\"") - from);
+  };
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(counts(lm[i]), counts(lg[i])) << lm[i] << "\n" << lg[i];
+  const CmdRun bad = hrmbench(common + " --packing bestfit --out " + (dir_ / "b").string());
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.out.find("packing must be 'greedy' or 'multipack'"), std::string::npos) << bad.out;
+
+  const CmdRun st = hrmbench("pack-stats" + data + " --batch-tokens 300 --world-sizes 1,4 --epochs 2");
+  ASSERT_EQ(st.status, 0) << st.out;
+  std::istringstream rows(st.out);
+  std::vector<std::string> table;
+  for (std::string l; std::getline(rows, l);)
+    if (l.rfind("greedy ", 0) == 0 || l.rfind("multipack ", 0) == 0) table.push_back(l);
+  ASSERT_EQ(table.size(), 4u) << st.out;
+  EXPECT_EQ(table[0].substr(10), table[2].substr(10)) << "one rank: the same steps and fill\n" << st.out;
+  EXPECT_NE(table[3].find("%"), std::string::npos) << st.out;
 }
 
 TEST_F(TrainCli, RejectsBadArguments) {
