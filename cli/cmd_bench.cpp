@@ -31,6 +31,7 @@
 #include "common/error.h"
 #include "eval/progress.h"
 #include "runtime/config.h"
+#include "cli/backend_flags.h"
 #include "runtime/engine.h"
 #include "runtime/model.h"
 #include "runtime/optimizer.h"
@@ -66,7 +67,8 @@ int64_t replay_new_tokens(const std::string& suite) {
 }
 
 struct ReplayArgs {
-  std::string model, shape, tokenizer, data, backend = "cpu", json;
+  std::string model, shape, tokenizer, data, json;
+  BackendFlags backend;
   int64_t vocab = 0;  // 0: the tokenizer's size
   std::vector<std::string> suites;
   std::optional<size_t> limit;
@@ -164,7 +166,11 @@ void write_json(const ReplayArgs& a, const std::string& model_name, const ModelC
   w.Key("vocab_size"), w.Int64(cfg.vocab_size);
   w.Key("max_position_embeddings"), w.Int64(cfg.max_position_embeddings);
   w.Key("tokenizer"), w.String(tok_path.c_str());
-  w.Key("backend"), w.String(a.backend.c_str());
+  w.Key("backend"), w.String(a.backend.backend.c_str());
+  if (a.backend.backend == "cuda") {
+    w.Key("kv_dtype"), w.String(a.backend.cuda.fp8_kv ? "fp8-e4m3" : "bf16");
+    w.Key("cuda_graphs"), w.Bool(a.backend.cuda.graphs);
+  }
   w.Key("max_batch"), w.Int64(a.max_batch);
   w.Key("threads"), w.Int(a.threads);
   w.Key("limit");
@@ -184,8 +190,6 @@ void write_json(const ReplayArgs& a, const std::string& model_name, const ModelC
 }
 
 void run_replay(const ReplayArgs& a) {
-  if (a.backend != "cpu")
-    throw Error(cat("--backend ", a.backend, ": only the cpu backend is built into this binary"));
   if (a.model.empty() == a.shape.empty()) throw Error("give either --model DIR or --shape tiny|b|l|xl");
   if (a.max_batch < 1) throw Error(cat("--max-batch must be at least 1, got ", a.max_batch));
   std::optional<tbb::global_control> limit;
@@ -242,6 +246,9 @@ void run_replay(const ReplayArgs& a) {
                  cfg.parameter_count() / 1e9, seconds_since(t_load), join(names, ",").c_str(),
                  a.limit ? cat(" (first ", *a.limit, " items each)").c_str() : "");
 
+  // One engine for every suite (for CUDA: one weight upload, one KV pool).
+  auto engine = make_engine_for(a.backend.backend, *model, a.backend.cuda, a.backend.engine_options(a.max_batch));
+  if (!a.quiet) std::fprintf(stderr, "bench replay: %s\n", engine->describe().c_str());
   std::vector<ReplayRow> rows;
   ReplayRow total;
   total.suite = "total";
@@ -264,7 +271,7 @@ void run_replay(const ReplayArgs& a) {
       row.longest_prompt = std::max<int64_t>(row.longest_prompt, static_cast<int64_t>(reqs[i].prompt.size()));
     }
     row.tokenize_seconds = seconds_since(t0);
-    auto engine = make_cpu_engine(*model, {.max_batch = a.max_batch});
+    const EngineStats before = engine->stats();
     eval::Progress progress(cat("replay ", n), static_cast<int64_t>(reqs.size()), !a.quiet);
     int64_t finished = 0, tokens = 0;
     engine->generate(reqs, [&](size_t, GenerationResult g) {
@@ -277,11 +284,11 @@ void run_replay(const ReplayArgs& a) {
     row.cpu_seconds = cpu_seconds_now() - cpu0;
     const EngineStats& s = engine->stats();
     row.requests = static_cast<int64_t>(reqs.size());
-    row.prompt_tokens = s.prompt_tokens;
-    row.generated_tokens = s.generated_tokens;
-    row.prefill_seconds = s.prefill_seconds;
-    row.decode_seconds = s.decode_seconds;
-    row.peak_live = s.peak_live;
+    row.prompt_tokens = s.prompt_tokens - before.prompt_tokens;
+    row.generated_tokens = s.generated_tokens - before.generated_tokens;
+    row.prefill_seconds = s.prefill_seconds - before.prefill_seconds;
+    row.decode_seconds = s.decode_seconds - before.decode_seconds;
+    row.peak_live = s.peak_live;  // the peak so far: suites run one after another
     if (row.short_requests > 0 && !a.quiet)
       std::fprintf(stderr, "warning: %s: %ld request(s) generated fewer than %ld tokens (prompt too close to the context)\n",
                    n.c_str(), row.short_requests, row.new_tokens_per_request);
@@ -318,7 +325,7 @@ void add_bench_commands(CLI::App& bench) {
   rp->add_option("--data", a->data, cat("Benchmark data directory (default: ", kDefaultDataDir, ")"));
   rp->add_option("--suites", a->suites, "Suites to replay (default: all five)")->delimiter(',');
   rp->add_option("--limit", a->limit, "Replay only the first N items of each suite");
-  rp->add_option("--backend", a->backend, "cpu (the CUDA backend is not built yet)")->capture_default_str();
+  add_backend_flags(rp, a->backend);
   rp->add_option("--max-batch", a->max_batch, "Sequences decoded together")->capture_default_str();
   rp->add_option("--threads", a->threads, "CPU threads (default: all)");
   rp->add_option("--seed", a->seed, "Weight seed for --shape")->capture_default_str();

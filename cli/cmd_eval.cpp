@@ -52,7 +52,9 @@ void add_eval_commands(CLI::App& app) {
   run->add_option("--shard", *shard, "i/N: this process takes items with doc_id % N == i");
   run->add_option("--doc-ids", *filters, "SUITE=FILE: only the doc_ids listed in FILE (e.g. a clean subset)");
   run->add_option("--tokenizer", o->tokenizer, "tokenizer.json (default: MODEL/tokenizer.json)");
-  run->add_option("--backend", o->backend, "cpu")->capture_default_str();
+  run->add_option("--backend", o->backend, "cpu (fp32 reference) or cuda")->capture_default_str();
+  run->add_flag("--fp8-kv", o->cuda.fp8_kv, "cuda: store the KV cache in fp8 e4m3 (half the memory)");
+  run->add_flag("!--no-cuda-graphs", o->cuda.graphs, "cuda: launch decode steps one kernel at a time");
   run->add_option("--max-batch", o->max_batch, "Sequences decoded together")->capture_default_str();
   run->add_option("--max-new-tokens", o->max_new_tokens,
                   "Cap every generation budget (smoke tests; recorded, never protocol-exact)");

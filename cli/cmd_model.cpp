@@ -17,6 +17,7 @@
 #include "cli/commands.h"
 #include "common/error.h"
 #include "runtime/config.h"
+#include "cli/backend_flags.h"
 #include "runtime/engine.h"
 #include "runtime/model.h"
 #include "runtime/optimizer.h"
@@ -119,7 +120,8 @@ void run_info(const std::string& dir, bool json) {
 }
 
 struct GenerateArgs {
-  std::string model, tokenizer, condition = "direct", backend = "cpu";
+  std::string model, tokenizer, condition = "direct";
+  BackendFlags backend;
   std::vector<std::string> prompts, prompt_ids;
   int64_t max_new_tokens = 256, context = 0, max_batch = 16;
   float temperature = 0, top_p = 1;
@@ -129,8 +131,6 @@ struct GenerateArgs {
 };
 
 void run_generate(const GenerateArgs& a) {
-  if (a.backend != "cpu")
-    throw Error(cat("--backend ", a.backend, ": only the cpu backend is built into this binary"));
   if (a.prompts.empty() == a.prompt_ids.empty())
     throw Error("give either --prompt (one or more) or --prompt-ids (one or more), not both");
   std::optional<tbb::global_control> limit;
@@ -177,7 +177,7 @@ void run_generate(const GenerateArgs& a) {
                       " tokens (set --context up to max_position_embeddings = ",
                       model.config().max_position_embeddings, ")"));
 
-  auto engine = make_cpu_engine(model, {.max_batch = a.max_batch});
+  auto engine = make_engine_for(a.backend.backend, model, a.backend.cuda, a.backend.engine_options(a.max_batch));
   std::vector<GenerationResult> results(reqs.size());
   const auto t0 = std::chrono::steady_clock::now();
   engine->generate(reqs, [&](size_t i, GenerationResult r) { results[i] = std::move(r); });
@@ -205,7 +205,8 @@ void run_generate(const GenerateArgs& a) {
 }
 
 struct BenchArgs {
-  std::string shape = "tiny", config, backend = "cpu", write_config;
+  std::string shape = "tiny", config, write_config;
+  BackendFlags backend;
   int64_t vocab = 65536, prompt_len = 128, decode_steps = 16;
   std::vector<int64_t> batches = {1, 8, 32};
   int threads = 0;
@@ -216,10 +217,10 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Throughput of a model shape with random weights: prefill, then decode at several batch sizes.
+// Throughput of a model shape with random weights, through the generation engine of the chosen
+// backend: per batch size, one step prefills every prompt, then `decode_steps` steps decode one
+// token per sequence (--ignore-eos). A batch size of 0 means the most sequences the KV cache holds.
 void run_bench(const BenchArgs& a) {
-  if (a.backend != "cpu")
-    throw Error(cat("--backend ", a.backend, ": only the cpu backend is built into this binary"));
   std::optional<tbb::global_control> limit;
   if (a.threads > 0) limit.emplace(tbb::global_control::max_allowed_parallelism, a.threads);
   ModelConfig cfg = a.config.empty() ? shape_config(a.shape, a.vocab)
@@ -237,41 +238,53 @@ void run_bench(const BenchArgs& a) {
     out << hf_config_json(cfg);
     if (!out.flush()) throw Error(cat("--write-config ", a.write_config, ": cannot write"));
   }
-  if (a.prompt_len + a.decode_steps > cfg.max_position_embeddings)
+  const int64_t seq_tokens = a.prompt_len + a.decode_steps + 1;
+  if (seq_tokens > cfg.max_position_embeddings)
     throw Error(cat("--prompt-len + --decode-steps exceed max_position_embeddings = ", cfg.max_position_embeddings));
   auto t0 = std::chrono::steady_clock::now();
   const Model model(cfg, init_weights(cfg, a.seed));
   std::fprintf(stderr, "bench: %s, %.3f B parameters, random weights in %.1f s\n", name.c_str(),
                cfg.parameter_count() / 1e9, seconds_since(t0));
+  // One engine sized for the largest batch asked for; the KV budget decides what 0 (= most) means.
+  int64_t widest = 1;
+  for (int64_t b : a.batches) widest = std::max(widest, b);
+  const bool want_most = std::find(a.batches.begin(), a.batches.end(), 0) != a.batches.end();
+  auto make = [&](int64_t max_batch) {
+    return make_engine_for(a.backend.backend, model, a.backend.cuda, a.backend.engine_options(max_batch));
+  };
+  int64_t most = 0;
+  {  // a probe engine, gone before the measured ones allocate their own KV cache
+    auto probe = make(want_most ? 4096 : widest);
+    most = probe->max_sequences(seq_tokens);
+    std::fprintf(stderr, "bench: %s; %ld sequences of %ld tokens fit\n", probe->describe().c_str(), most, seq_tokens);
+  }
   std::mt19937 rng(static_cast<uint32_t>(a.seed));
   std::uniform_int_distribution<TokenId> tok(14, static_cast<TokenId>(cfg.vocab_size - 1));
-  std::printf("| shape | backend | batch | prefill tok/s | decode tok/s | ms per decode step | KV cache |\n");
-  std::printf("|---|---|---:|---:|---:|---:|---:|\n");
+  std::printf("| shape | backend | batch | prefill tok/s | decode tok/s | ms per decode step |\n");
+  std::printf("|---|---|---:|---:|---:|---:|\n");
   for (int64_t batch : a.batches) {
-    std::vector<std::vector<TokenId>> prompts(batch, std::vector<TokenId>(a.prompt_len));
-    for (auto& p : prompts)
-      for (auto& t : p) t = tok(rng);
-    std::vector<KVCache> caches;
-    for (int64_t b = 0; b < batch; ++b) caches.push_back(model.new_cache());
-    std::vector<StepInput> in(batch);
-    for (int64_t b = 0; b < batch; ++b) in[b] = StepInput{&caches[b], prompts[b], a.prompt_len};
-    t0 = std::chrono::steady_clock::now();
-    auto logits = model.step(in);
-    const double prefill = seconds_since(t0);
-    std::vector<TokenId> next(batch);
-    t0 = std::chrono::steady_clock::now();
-    for (int64_t s = 0; s < a.decode_steps; ++s) {
-      for (int64_t b = 0; b < batch; ++b) {
-        next[b] = argmax(logits[b]);
-        in[b] = StepInput{&caches[b], std::span<const TokenId>(&next[b], 1), 0};
-      }
-      logits = model.step(in);
+    if (batch == 0) batch = std::min<int64_t>(most, 4096);
+    if (batch < 1) throw Error(cat("bench: not even one sequence of ", seq_tokens, " tokens fits the KV cache"));
+    std::vector<GenerationRequest> reqs(batch);
+    for (auto& r : reqs) {
+      r.prompt.resize(a.prompt_len);
+      for (auto& t : r.prompt) t = tok(rng);
+      r.max_new_tokens = a.decode_steps + 1;  // the first token comes out of the prefill step
+      r.ignore_eos = true;
     }
-    const double decode = seconds_since(t0);
-    size_t kv = 0;
-    for (const auto& c : caches) kv += c.bytes();
-    std::printf("| %s | cpu | %ld | %.0f | %.1f | %.1f | %s |\n", name.c_str(), batch, batch * a.prompt_len / prefill,
-                batch * a.decode_steps / decode, 1000 * decode / a.decode_steps, human_bytes(kv).c_str());
+    // Warm-up at the same batch size (kernel selection, CUDA graph capture), then the timed run.
+    auto run = make(batch);
+    run->generate(reqs, [](size_t, GenerationResult) {});
+    const EngineStats w = run->stats();
+    run->generate(reqs, [](size_t, GenerationResult) {});
+    const EngineStats& s = run->stats();
+    const double prefill_s = s.prefill_seconds - w.prefill_seconds, decode_s = s.decode_seconds - w.decode_seconds;
+    const int64_t prompt = s.prompt_tokens - w.prompt_tokens;
+    const int64_t decoded = s.generated_tokens - w.generated_tokens - batch;
+    const int64_t decode_steps = s.steps - w.steps - 1;
+    std::printf("| %s | %s | %ld | %.0f | %.1f | %.2f |\n", name.c_str(), run->name().c_str(), batch,
+                prefill_s > 0 ? prompt / prefill_s : 0.0, decode_s > 0 ? decoded / decode_s : 0.0,
+                decode_steps > 0 ? 1000 * decode_s / static_cast<double>(decode_steps) : 0.0);
     std::fflush(stdout);
   }
 }
@@ -286,9 +299,9 @@ void add_model_commands(CLI::App& app, CLI::App& bench) {
   bm->add_option("--vocab", b->vocab, "Vocabulary size for --shape")->capture_default_str();
   bm->add_option("--prompt-len", b->prompt_len, "Prompt tokens per sequence")->capture_default_str();
   bm->add_option("--decode-steps", b->decode_steps, "Decode steps timed per batch size")->capture_default_str();
-  bm->add_option("--batches", b->batches, "Batch sizes")->delimiter(',')->capture_default_str();
+  bm->add_option("--batches", b->batches, "Batch sizes (0: the most the KV cache holds)")->delimiter(',')->capture_default_str();
   bm->add_option("--threads", b->threads, "CPU threads (default: all)");
-  bm->add_option("--backend", b->backend, "cpu")->capture_default_str();
+  add_backend_flags(bm, b->backend);
   bm->add_option("--seed", b->seed, "Weight seed")->capture_default_str();
   bm->add_option("--write-config", b->write_config,
                  "Also write the shape's config.json to FILE (for scripts/bench_transformers.py --config)");
@@ -316,7 +329,7 @@ void add_model_commands(CLI::App& app, CLI::App& bench) {
   gen->add_option("--seed", a->seed, "Sampling seed")->capture_default_str();
   gen->add_option("--max-batch", a->max_batch, "Sequences decoded together")->capture_default_str();
   gen->add_option("--threads", a->threads, "CPU threads (default: all)");
-  gen->add_option("--backend", a->backend, "cpu (the CUDA backend is not built yet)")->capture_default_str();
+  add_backend_flags(gen, a->backend);
   gen->add_flag("--print-ids", a->print_ids, "Print generated ids, comma-separated, one line per prompt");
   gen->add_flag("--ignore-eos", a->ignore_eos, "Do not stop at the stop token");
   gen->callback([a] { run_generate(*a); });

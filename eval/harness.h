@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/cuda_backend.h"
+
 namespace hrm::eval {
 
 inline constexpr int kSchemaVersion = 1;
@@ -36,6 +38,8 @@ struct RunOptions {
   // Only these doc_ids per suite (e.g. a clean subset from `contam scan`); empty: all.
   std::vector<std::pair<std::string, std::filesystem::path>> doc_id_filters;
   std::string backend = "cpu";
+  CudaOptions cuda;               // --backend cuda only
+  int64_t kv_budget_bytes = 0;    // 0: the backend's default
   int64_t max_batch = 16;
   // > 0: cap every suite's generation budget (smoke tests, demos). Recorded in the protocol, so
   // such a run never compares with a protocol-exact one.

@@ -14,6 +14,7 @@
 #include "eval/progress.h"
 #include "eval/results.h"
 #include "eval/samples.h"
+#include "runtime/cuda_backend.h"
 #include "runtime/engine.h"
 #include "runtime/model.h"
 #include "runtime/prompt.h"
@@ -56,8 +57,8 @@ void run(const RunOptions& o) {
   if (!std::filesystem::is_directory(o.data_dir))
     throw Error(cat(o.data_dir.string(), ": data directory not found (expected the layout of "
                                          "shared/data/benchmarks; see scripts/export_benchmarks.py)"));
-  if (o.backend != "cpu")
-    throw Error(cat("--backend ", o.backend, ": only the cpu backend is built into this binary"));
+  if (o.backend != "cpu" && o.backend != "cuda")
+    throw Error(cat("--backend ", o.backend, ": expected cpu or cuda"));
   const ModelConfig cfg = load_config(o.model_dir);
   const std::filesystem::path tok_path = o.tokenizer.empty() ? o.model_dir / "tokenizer.json" : o.tokenizer;
   if (!std::filesystem::exists(tok_path))
@@ -182,6 +183,10 @@ void run(const RunOptions& o) {
     const Tokenizer tok = Tokenizer::from_file(tok_path.string());
     const TokenId stop = stop_token(tok, fmt);
     const Model model = Model::load(o.model_dir);
+    // One engine for every suite (for CUDA: one weight upload, one KV-cache pool).
+    auto engine =
+        make_engine_for(o.backend, model, o.cuda, {.max_batch = o.max_batch, .kv_budget_bytes = o.kv_budget_bytes});
+    if (!o.quiet) std::fprintf(stderr, "run: %s\n", engine->describe().c_str());
     for (const auto& n : names) {
       const auto& ids = todo[n];
       if (ids.empty()) continue;
@@ -198,10 +203,10 @@ void run(const RunOptions& o) {
         reqs[i].stop_ids = {stop};
       }
       SampleWriter writer(o.out_dir / "samples" / (n + ".jsonl"));
-      auto engine = make_cpu_engine(model, {.max_batch = o.max_batch});
       Progress progress(cat("run ", n), static_cast<int64_t>(ids.size()), !o.quiet);
       int64_t finished = 0, tokens = 0;
       const auto t0 = std::chrono::steady_clock::now();
+      const EngineStats before = engine->stats();
       engine->generate(reqs, [&](size_t i, GenerationResult g) {
         Sample s;
         s.doc_id = ids[i];
@@ -217,8 +222,8 @@ void run(const RunOptions& o) {
       progress.finish();
       SuiteTiming& t = timings[n];
       t.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      t.prompt_tokens += engine->stats().prompt_tokens;
-      t.generated_tokens += engine->stats().generated_tokens;
+      t.prompt_tokens += engine->stats().prompt_tokens - before.prompt_tokens;
+      t.generated_tokens += engine->stats().generated_tokens - before.generated_tokens;
       write_timings(o.out_dir, timings);
     }
   }

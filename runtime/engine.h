@@ -7,6 +7,10 @@
 // empty generation (finish kContext); otherwise at most min(max_new_tokens, context_len - prompt)
 // tokens are generated. Not for: prompt formatting (prompt.h) or scoring.
 //
+// The scheduling (admission, batching, stop rules, budgets) is one loop for every backend
+// (engine.cpp); a backend only runs steps and owns its KV caches (StepBackend below: the CPU reference
+// in cpu_engine.cpp, the CUDA backend in cuda/cuda_engine.cpp).
+//
 // Example:
 //   auto engine = hrm::make_cpu_engine(model, {.max_batch = 16});
 //   engine->generate(requests, [&](size_t i, hrm::GenerationResult r) { ... });
@@ -49,7 +53,13 @@ struct EngineOptions {
   // KV-cache memory the engine may hold. A request is admitted only when its worst-case cache
   // (prompt + budget tokens) fits next to the live ones, so a long run never runs out of memory;
   // 0 = half of the machine's physical memory.
+  // On the CUDA backend the paged cache pool is allocated at this size; 0 = what fits in free GPU
+  // memory after the weights and activations.
   int64_t kv_budget_bytes = 0;
+  // Most token rows in one step (prompts being prefilled plus one per decoding sequence); 0 = the
+  // backend's limit. A prompt is never split across steps: under PrefixLM every prompt token attends
+  // to every other, so a chunked prefill would change the result.
+  int64_t max_step_tokens = 0;
 };
 
 // Worst-case KV-cache bytes of a request on the CPU backend (fp32 keys and values in every slot).
@@ -70,7 +80,44 @@ class Engine {
                         const std::function<void(size_t, GenerationResult)>& on_done) = 0;
   virtual const EngineStats& stats() const = 0;
   virtual std::string name() const = 0;
+  // The backend and its memory in one line (device, weights, KV-cache pool).
+  virtual std::string describe() const = 0;
+  // How many sequences of `tokens` tokens each fit in the KV-cache budget at once.
+  virtual int64_t max_sequences(int64_t tokens) const = 0;
 };
+
+// One sequence's share of a backend step: its whole prompt (prefill) or its last generated token.
+struct SeqStep {
+  uint64_t seq = 0;
+  std::span<const TokenId> tokens;
+  bool prefill = false;
+};
+
+// What a backend provides to the engine's scheduler.
+class StepBackend {
+ public:
+  virtual ~StepBackend() = default;
+  virtual const ModelConfig& config() const = 0;
+  virtual std::string name() const = 0;
+  virtual std::string describe() const { return name(); }
+  // The most KV-cache bytes a sequence of `tokens` tokens can hold (admission control reserves this).
+  virtual int64_t kv_bytes(int64_t tokens) const = 0;
+  // The KV-cache bytes the engine may reserve in all.
+  virtual int64_t kv_capacity_bytes() const = 0;
+  // Most token rows in one step; 0 = no limit.
+  virtual int64_t max_step_tokens() const = 0;
+  // Starts sequence `seq` (ids are unique among live sequences) with its sampling settings; it will
+  // hold at most `max_tokens` tokens.
+  virtual void open(uint64_t seq, const SamplingParams& sampling, int64_t max_tokens) = 0;
+  // Ends a sequence and frees its cache at once.
+  virtual void close(uint64_t seq) = 0;
+  // Runs one step over open sequences (ragged; each sequence at most once) and writes the next token
+  // of each into next[i].
+  virtual void step(std::span<const SeqStep> batch, std::span<TokenId> next) = 0;
+};
+
+// The continuous-batching engine over any backend.
+std::unique_ptr<Engine> make_engine(std::unique_ptr<StepBackend> backend, EngineOptions options = {});
 
 std::unique_ptr<Engine> make_cpu_engine(const Model& model, EngineOptions options = {});
 

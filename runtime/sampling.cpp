@@ -18,6 +18,20 @@ TokenId argmax(std::span<const float> logits) {
   return static_cast<TokenId>(best);
 }
 
+TokenId sample_inverse_cdf(std::span<const float> logits, float temperature, float u) {
+  const TokenId mode = argmax(logits);
+  const double mx = logits[mode], inv_t = 1.0 / temperature;
+  double total = 0;
+  for (float x : logits) total += std::exp((x - mx) * inv_t);
+  const double target = static_cast<double>(u) * total;
+  double cum = 0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    cum += std::exp((logits[i] - mx) * inv_t);
+    if (cum > target) return static_cast<TokenId>(i);
+  }
+  return mode;
+}
+
 TokenId Sampler::next(std::span<const float> logits) {
   if (p_.temperature < kGreedyBelow) return argmax(logits);
   // Softmax at temperature T (max-subtracted, in double for a stable cumulative sum).

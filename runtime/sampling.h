@@ -32,4 +32,10 @@ class Sampler {
 
 TokenId argmax(std::span<const float> logits);
 
+// Temperature sampling without nucleus by the inverse CDF of softmax(logits / temperature) in id
+// order at the uniform draw u in [0, 1): the first id whose cumulative mass exceeds u. The CUDA
+// backend samples this way on the GPU (runtime/cuda/kernels.h sample_rows); this is its host twin.
+// Falls back to the argmax when rounding leaves the draw unreached.
+TokenId sample_inverse_cdf(std::span<const float> logits, float temperature, float u);
+
 }  // namespace hrm

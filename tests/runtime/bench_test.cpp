@@ -11,6 +11,7 @@
 
 #include <unistd.h>
 
+#include "runtime/cuda_backend.h"
 #include "runtime/prompt.h"
 #include "runtime/tokenizer.h"
 #include "test_util.h"
@@ -104,9 +105,16 @@ TEST(BenchReplay, RefusesBadArguments) {
   r = hrmbench("bench replay --shape tiny --suites nosuch --quiet --data " + benchmark_data().string(), true);
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.out.find("nosuch"), std::string::npos) << r.out;
-  r = hrmbench("bench replay --shape tiny --backend cuda --quiet", true);
+  const std::string replay = "bench replay --shape tiny --quiet --limit 1 --data " + benchmark_data().string() +
+                             " --tokenizer " + (test::fixtures() / "tokenizer" / "tokenizer.json").string();
+  r = hrmbench(replay + " --backend tpu", true);
   EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.out.find("cuda"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("--backend tpu: expected cpu or cuda"), std::string::npos) << r.out;
+  if (!cuda_available()) {  // without a GPU (or without CUDA in this build) the error says which
+    r = hrmbench(replay + " --backend cuda", true);
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.out.find("--backend cuda: "), std::string::npos) << r.out;
+  }
 }
 
 }  // namespace

@@ -49,3 +49,23 @@ TEST(Sampling, FrequenciesFollowTheTemperedDistribution) {
 
 }  // namespace
 }  // namespace hrm
+
+namespace hrm {
+namespace {
+
+TEST(Sampling, InverseCdfWalksIdsInOrder) {
+  // p = 0.25, 0.5, 0.25 at T = 1: draws in [0, .25) give 0, [.25, .75) give 1, [.75, 1) give 2.
+  const std::vector<float> logits = {0.f, std::log(2.f), 0.f};
+  EXPECT_EQ(sample_inverse_cdf(logits, 1.f, 0.0f), 0);
+  EXPECT_EQ(sample_inverse_cdf(logits, 1.f, 0.24f), 0);
+  EXPECT_EQ(sample_inverse_cdf(logits, 1.f, 0.26f), 1);
+  EXPECT_EQ(sample_inverse_cdf(logits, 1.f, 0.74f), 1);
+  EXPECT_EQ(sample_inverse_cdf(logits, 1.f, 0.76f), 2);
+  // A draw of 1 (never produced by the generator, but reachable by rounding) falls back to the mode.
+  EXPECT_EQ(sample_inverse_cdf(logits, 1.f, 1.0f), 1);
+  // A low temperature concentrates the mass on the mode: p(1) = 4/6 at T = 0.5.
+  EXPECT_EQ(sample_inverse_cdf(logits, 0.5f, 0.2f), 1);
+}
+
+}  // namespace
+}  // namespace hrm
