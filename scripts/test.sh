@@ -5,7 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 jobs=$(nproc)
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DHRM_WERROR=ON
+# The CUDA backend is compiled wherever nvcc is (its GPU tests skip without a device).
+cuda=OFF
+if command -v nvcc > /dev/null || [[ -x /usr/local/cuda/bin/nvcc ]]; then cuda=ON; fi
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DHRM_WERROR=ON -DHRM_TESTS=ON -DHRM_CUDA=$cuda
 cmake --build build -j"$jobs"
 (cd build && ctest --output-on-failure -j"$jobs")
 if [[ "${HRM_SKIP_FUZZ:-0}" != 1 ]]; then
