@@ -107,14 +107,16 @@ __global__ void __launch_bounds__(kSampleThreads)
   using Reduce = cub::BlockReduce<ArgMax, kSampleThreads>;
   using SumReduce = cub::BlockReduce<float, kSampleThreads>;
   using Scan = cub::BlockScan<float, kSampleThreads>;
+  using CountReduce = cub::BlockReduce<int, kSampleThreads>;
   __shared__ union {
     typename Reduce::TempStorage reduce;
     typename SumReduce::TempStorage sum;
     typename Scan::TempStorage scan;
+    typename CountReduce::TempStorage count;
   } tmp;
   __shared__ ArgMax best_all;
   __shared__ float total_all;
-  __shared__ int32_t chosen;
+  __shared__ int32_t below;
   const int64_t r = blockIdx.x;
   const float* x = logits + r * vocab;
   ArgMax best{-INFINITY, 0};
@@ -134,9 +136,12 @@ __global__ void __launch_bounds__(kSampleThreads)
   const float total = SumReduce(tmp.sum).Sum(part);
   if (threadIdx.x == 0) {
     total_all = total;
-    chosen = best_all.index;  // if rounding leaves the target unreached, the mode
+    below = 0;
   }
   __syncthreads();
+  // The chosen id is the first whose cumulative mass exceeds the target, i.e. the number of ids
+  // whose cumulative mass does not: counting leaves no gap between neighbouring intervals however
+  // the fp32 sums round.
   const float target = u[r] * total_all;
   float carried = 0.f;
   for (int base = 0; base < vocab; base += blockDim.x) {
@@ -144,15 +149,15 @@ __global__ void __launch_bounds__(kSampleThreads)
     const float p = i < vocab ? expf((x[i] - mx) * inv_t) : 0.f;
     float incl, chunk;
     Scan(tmp.scan).InclusiveSum(p, incl, chunk);
-    const float before = carried + incl - p;
-    const bool here = i < vocab && p > 0.f && before <= target && target < carried + incl;
     __syncthreads();
-    if (here) chosen = i;  // at most one thread: the intervals are disjoint
+    const int n = CountReduce(tmp.count).Sum(i < vocab && carried + incl <= target ? 1 : 0);
+    if (threadIdx.x == 0) below += n;
     __syncthreads();
     carried += chunk;
     if (carried > target) break;  // uniform across the block: every thread has the same `carried`
   }
-  if (threadIdx.x == 0) out[r] = chosen;
+  // Rounding can leave the target unreached (u close to 1): then the mode.
+  if (threadIdx.x == 0) out[r] = below < vocab ? below : best_all.index;
 }
 
 void check_launch() { HRM_CUDA_CHECK(cudaGetLastError()); }
