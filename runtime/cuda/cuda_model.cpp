@@ -210,6 +210,9 @@ CudaModel::~CudaModel() {
 
 void CudaModel::ensure_logits(int rows) {
   if (rows <= logits_rows_) return;
+  // Captured graphs hold the old buffers' addresses: drop them, they are captured again on use.
+  for (auto& [bucket, exec] : graphs_) cudaGraphExecDestroy(exec);
+  graphs_.clear();
   lm_in_ = DeviceBuffer(static_cast<size_t>(rows) * D_ * sizeof(bf16));
   logits_ = DeviceBuffer(static_cast<size_t>(rows) * V_ * sizeof(float));
   logits_rows_ = rows;
