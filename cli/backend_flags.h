@@ -35,6 +35,8 @@ inline void add_backend_flags(CLI::App* cmd, BackendFlags& f) {
   cmd->add_option("--page-tokens", f.cuda.page_tokens, "cuda: tokens per KV-cache page")->capture_default_str();
   cmd->add_flag("!--no-cuda-graphs", f.cuda.graphs, "cuda: launch decode steps one kernel at a time");
   cmd->add_option("--device", f.cuda.device, "cuda: GPU index")->capture_default_str();
+  cmd->add_flag("--profile", f.cuda.profile,
+                "cuda: time every kernel with CUDA events (no graphs) and print where the time went");
 }
 
 }  // namespace hrm::cli

@@ -305,6 +305,8 @@ void run_replay(const ReplayArgs& a) {
     total.peak_live = std::max(total.peak_live, row.peak_live);
     rows.push_back(std::move(row));
   }
+  if (const std::string report = engine->profile_report(); !report.empty() && !a.quiet)
+    std::fprintf(stderr, "\nKernel time over the replay:\n\n%s\n", report.c_str());
   std::vector<ReplayRow> table = rows;
   table.push_back(total);
   print_table(table);

@@ -202,6 +202,8 @@ void run_generate(const GenerateArgs& a) {
                s.prefill_seconds > 0 ? s.prompt_tokens / s.prefill_seconds : 0.0,
                s.decode_seconds > 0 ? (s.generated_tokens - static_cast<int64_t>(reqs.size())) / s.decode_seconds : 0.0,
                load_s, results.empty() ? "-" : finish_reason_name(results[0].finish));
+  if (const std::string report = engine->profile_report(); !report.empty())
+    std::fprintf(stderr, "\nKernel time:\n\n%s", report.c_str());
 }
 
 struct BenchArgs {
@@ -285,6 +287,8 @@ void run_bench(const BenchArgs& a) {
     std::printf("| %s | %s | %ld | %.0f | %.1f | %.2f |\n", name.c_str(), run->name().c_str(), batch,
                 prefill_s > 0 ? prompt / prefill_s : 0.0, decode_s > 0 ? decoded / decode_s : 0.0,
                 decode_steps > 0 ? 1000 * decode_s / static_cast<double>(decode_steps) : 0.0);
+    if (const std::string report = run->profile_report(); !report.empty())
+      std::printf("\nKernel time at batch %ld (warm-up and timed pass together):\n\n%s\n", batch, report.c_str());
     std::fflush(stdout);
   }
 }

@@ -28,6 +28,7 @@ struct CudaOptions {
   bool fp8_kv = false;      // KV cache in fp8 e4m3 (half the memory) instead of bf16
   int page_tokens = 16;     // tokens per KV-cache page
   bool graphs = true;       // replay decode steps from CUDA graphs
+  bool profile = false;     // time every kernel with CUDA events (turns graphs off); Engine::profile_report
 };
 
 // True when this binary has the CUDA backend and a usable GPU; otherwise `why` says what is missing.

@@ -119,6 +119,7 @@ class Scheduler final : public Engine {
   const EngineStats& stats() const override { return stats_; }
   std::string name() const override { return backend_->name(); }
   std::string describe() const override { return backend_->describe(); }
+  std::string profile_report() const override { return backend_->profile_report(); }
   int64_t max_sequences(int64_t tokens) const override {
     return backend_->kv_capacity_bytes() / std::max<int64_t>(backend_->kv_bytes(tokens), 1);
   }

@@ -84,6 +84,8 @@ class Engine {
   virtual std::string describe() const = 0;
   // How many sequences of `tokens` tokens each fit in the KV-cache budget at once.
   virtual int64_t max_sequences(int64_t tokens) const = 0;
+  // Where the time went, per kernel, as a Markdown table ("" when the backend does not profile).
+  virtual std::string profile_report() const = 0;
 };
 
 // One sequence's share of a backend step: its whole prompt (prefill) or its last generated token.
@@ -100,6 +102,7 @@ class StepBackend {
   virtual const ModelConfig& config() const = 0;
   virtual std::string name() const = 0;
   virtual std::string describe() const { return name(); }
+  virtual std::string profile_report() const { return ""; }
   // The most KV-cache bytes a sequence of `tokens` tokens can hold (admission control reserves this).
   virtual int64_t kv_bytes(int64_t tokens) const = 0;
   // The KV-cache bytes the engine may reserve in all.

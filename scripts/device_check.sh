@@ -55,6 +55,8 @@ if has bench; then
     "$BIN"/hrmbench bench model --backend cuda --fp8-kv --shape "$SHAPE" --batches 32,0 --decode-steps 64 2>&1
     echo "\$ hrmbench bench model --backend cuda --shape $SHAPE --batches 64 --prompt-len 512 --decode-steps 1"
     "$BIN"/hrmbench bench model --backend cuda --shape "$SHAPE" --batches 64 --prompt-len 512 --decode-steps 1 2>&1
+    echo "\$ hrmbench bench model --backend cuda --shape $SHAPE --batches 1,32 --decode-steps 16 --profile"
+    "$BIN"/hrmbench bench model --backend cuda --shape "$SHAPE" --batches 1,32 --decode-steps 16 --profile 2>&1
     echo "\$ python3 scripts/bench_transformers.py --config config.json --batches 1,32 --decode-steps 64"
     python3 scripts/bench_transformers.py --config "$OUT/config.json" --name "$SHAPE" --batches 1,32 \
       --decode-steps 64 2>&1

@@ -2,6 +2,7 @@
 // sequence's next token chosen on the GPU (greedy, or temperature with top_p = 1) or, for nucleus
 // sampling, on the host from copied logits. A sequence always uses the same method and its own
 // seeded generator, so its tokens do not depend on what else shares its batch.
+#include <cstdio>
 #include <random>
 #include <unordered_map>
 
@@ -23,7 +24,8 @@ class CudaBackend final : public StepBackend {
                                         .kv_budget_bytes = e.kv_budget_bytes,
                                         .max_step_tokens = e.max_step_tokens,
                                         .max_seqs = static_cast<int>(e.max_batch),
-                                        .graphs = c.graphs}) {}
+                                        .graphs = c.graphs,
+                                        .profile = c.profile}) {}
 
   const ModelConfig& config() const override { return model_.config(); }
   std::string name() const override { return "cuda"; }
@@ -39,6 +41,20 @@ class CudaBackend final : public StepBackend {
   }
   int64_t kv_capacity_bytes() const override { return model_.pages_total() * model_.page_bytes(); }
   int64_t max_step_tokens() const override { return model_.max_step_tokens(); }
+  std::string profile_report() const override {
+    const auto rows = model_.profile();
+    if (rows.empty()) return "";
+    double total = 0;
+    for (const auto& r : rows) total += r.ms;
+    std::string out = "| kernel | ms | share | launches | us per launch |\n|---|---:|---:|---:|---:|\n";
+    char line[256];
+    for (const auto& r : rows) {
+      std::snprintf(line, sizeof line, "| %s | %.1f | %.1f%% | %ld | %.1f |\n", r.kernel.c_str(), r.ms,
+                    100 * r.ms / total, r.launches, 1000 * r.ms / static_cast<double>(r.launches));
+      out += line;
+    }
+    return out;
+  }
 
   void open(uint64_t seq, const SamplingParams& sampling, int64_t) override {
     model_.open(seq);

@@ -203,6 +203,7 @@ CudaModel::CudaModel(const ModelConfig& cfg, const ModelWeights& w, Options opti
 }
 
 CudaModel::~CudaModel() {
+  for (cudaEvent_t e : events_) cudaEventDestroy(e);
   for (auto& [b, exec] : graphs_) cudaGraphExecDestroy(exec);
   if (cublas_) cublasDestroy(cublas_);
   if (stream_) cudaStreamDestroy(stream_);
@@ -364,6 +365,45 @@ void CudaModel::gemm(const bf16* x, int rows, int in, const bf16* w, int out, vo
                                 CUBLAS_GEMM_DEFAULT));
 }
 
+template <typename F>
+void CudaModel::timed(const char* kernel, F&& launch) {
+  if (!opt_.profile) {
+    launch();
+    return;
+  }
+  while (events_.size() < events_used_ + 2) {
+    cudaEvent_t e = nullptr;
+    HRM_CUDA_CHECK(cudaEventCreate(&e));
+    events_.push_back(e);
+  }
+  HRM_CUDA_CHECK(cudaEventRecord(events_[events_used_], stream_));
+  launch();
+  HRM_CUDA_CHECK(cudaEventRecord(events_[events_used_ + 1], stream_));
+  event_kernels_.resize(events_used_ / 2 + 1);
+  event_kernels_[events_used_ / 2] = kernel;
+  events_used_ += 2;
+}
+
+void CudaModel::collect_profile() {
+  if (!opt_.profile) return;
+  for (size_t i = 0; i + 1 < events_used_; i += 2) {
+    float ms = 0;
+    HRM_CUDA_CHECK(cudaEventElapsedTime(&ms, events_[i], events_[i + 1]));
+    ProfileRow& row = profile_[event_kernels_[i / 2]];
+    row.kernel = event_kernels_[i / 2];
+    row.ms += ms;
+    ++row.launches;
+  }
+  events_used_ = 0;
+}
+
+std::vector<CudaModel::ProfileRow> CudaModel::profile() const {
+  std::vector<ProfileRow> rows;
+  for (const auto& [name, row] : profile_) rows.push_back(row);
+  std::sort(rows.begin(), rows.end(), [](const ProfileRow& a, const ProfileRow& b) { return a.ms > b.ms; });
+  return rows;
+}
+
 void CudaModel::forward(const Plan& p) {
   const int T = p.rows;
   const int D = static_cast<int>(D_), A = static_cast<int>(A_), I = static_cast<int>(I_), V = static_cast<int>(V_);
@@ -378,28 +418,36 @@ void CudaModel::forward(const Plan& p) {
   bf16* gqkv = gqkv_.as<bf16>();
   bf16* attn = attn_.as<bf16>();
 
-  embed(m + meta_.tokens, T, embed_.as<float>(), z_L_init_.as<float>(), D, static_cast<float>(cfg_.embedding_scale),
-        zH_.as<float>(), zL_.as<float>(), stream_);
+  timed("embed", [&] {
+    embed(m + meta_.tokens, T, embed_.as<float>(), z_L_init_.as<float>(), D,
+          static_cast<float>(cfg_.embedding_scale), zH_.as<float>(), zL_.as<float>(), stream_);
+  });
 
   // One stack invocation: x = target + other, the blocks, then target = exit-norm(x).
   auto run_stack = [&](const std::vector<Block>& blocks, float* target, const float* other, int slot_base) {
-    add_rms_norm(target, other, T, D, eps, x, normed, stream_);
+    timed("add_rms_norm", [&] { add_rms_norm(target, other, T, D, eps, x, normed, stream_); });
     for (size_t b = 0; b < blocks.size(); ++b) {
       const Block& blk = blocks[b];
       const int slot = slot_base + static_cast<int>(b);
-      if (b > 0) rms_norm(x, T, D, eps, normed, stream_);
-      gemm(normed, T, D, blk.gqkv.as<bf16>(), 4 * A, gqkv, false, 0.f);
-      rope_and_store_kv(gqkv, T, m + meta_.positions, inv_freq_.as<float>(), m + meta_.row_page, m + meta_.row_off,
-                        kv_, slot, stream_);
-      prefill_attention(gqkv, pre, tiles, p.tiles, tables, kv_, slot, attn, stream_);
-      decode_attention(gqkv, dec, p.decode_seqs, tables, kv_, slot, p.splits, partial_.as<float>(), attn, stream_);
-      gemm(attn, T, A, blk.o.as<bf16>(), D, x, true, 1.f);  // residual add through beta = 1
-      rms_norm(x, T, D, eps, normed, stream_);
-      gemm(normed, T, D, blk.gu.as<bf16>(), 2 * I, gu_.as<bf16>(), false, 0.f);
-      silu_mul(gu_.as<bf16>(), T, I, mid_.as<bf16>(), stream_);
-      gemm(mid_.as<bf16>(), T, I, blk.down.as<bf16>(), D, x, true, 1.f);
+      if (b > 0) timed("rms_norm", [&] { rms_norm(x, T, D, eps, normed, stream_); });
+      timed("gemm gqkv", [&] { gemm(normed, T, D, blk.gqkv.as<bf16>(), 4 * A, gqkv, false, 0.f); });
+      timed("rope_and_store_kv", [&] {
+        rope_and_store_kv(gqkv, T, m + meta_.positions, inv_freq_.as<float>(), m + meta_.row_page, m + meta_.row_off,
+                          kv_, slot, stream_);
+      });
+      if (p.tiles > 0)
+        timed("prefill_attention", [&] { prefill_attention(gqkv, pre, tiles, p.tiles, tables, kv_, slot, attn, stream_); });
+      if (p.decode_seqs > 0)
+        timed("decode_attention", [&] {
+          decode_attention(gqkv, dec, p.decode_seqs, tables, kv_, slot, p.splits, partial_.as<float>(), attn, stream_);
+        });
+      timed("gemm o (+residual)", [&] { gemm(attn, T, A, blk.o.as<bf16>(), D, x, true, 1.f); });
+      timed("rms_norm", [&] { rms_norm(x, T, D, eps, normed, stream_); });
+      timed("gemm gate_up", [&] { gemm(normed, T, D, blk.gu.as<bf16>(), 2 * I, gu_.as<bf16>(), false, 0.f); });
+      timed("silu_mul", [&] { silu_mul(gu_.as<bf16>(), T, I, mid_.as<bf16>(), stream_); });
+      timed("gemm down (+residual)", [&] { gemm(mid_.as<bf16>(), T, I, blk.down.as<bf16>(), D, x, true, 1.f); });
     }
-    rms_norm_f32(x, T, D, eps, target, stream_);
+    timed("rms_norm (stack exit)", [&] { rms_norm_f32(x, T, D, eps, target, stream_); });
   };
 
   const int blocks = static_cast<int>(cfg_.num_layers_per_stack);
@@ -409,14 +457,19 @@ void CudaModel::forward(const Plan& p) {
     run_stack(H_, zH_.as<float>(), zL_.as<float>(),
               (h * static_cast<int>(cfg_.L_cycles + 1) + static_cast<int>(cfg_.L_cycles)) * blocks);
   }
-  gather_rows(zH_.as<float>(), m + meta_.out_rows, p.out_rows, D, lm_in_.as<bf16>(), stream_);
-  gemm(lm_in_.as<bf16>(), p.out_rows, D, lm_head_.as<bf16>(), V, logits_.as<float>(), true, 0.f);
+  timed("gather_rows", [&] { gather_rows(zH_.as<float>(), m + meta_.out_rows, p.out_rows, D, lm_in_.as<bf16>(), stream_); });
+  timed("gemm lm_head", [&] {
+    gemm(lm_in_.as<bf16>(), p.out_rows, D, lm_head_.as<bf16>(), V, logits_.as<float>(), true, 0.f);
+  });
 }
 
 void CudaModel::sample(const Plan& p) {
   int32_t* m = meta_dev_.as<int32_t>();
-  sample_rows(logits_.as<float>(), p.out_rows, static_cast<int>(V_), reinterpret_cast<const float*>(m + meta_.temperature),
-              reinterpret_cast<const float*>(m + meta_.u), m + meta_.next, stream_);
+  timed("sample_rows", [&] {
+    sample_rows(logits_.as<float>(), p.out_rows, static_cast<int>(V_),
+                reinterpret_cast<const float*>(m + meta_.temperature), reinterpret_cast<const float*>(m + meta_.u),
+                m + meta_.next, stream_);
+  });
 }
 
 void CudaModel::commit(std::span<const Input> inputs) {
@@ -436,6 +489,7 @@ std::vector<std::vector<float>> CudaModel::step_logits(std::span<const Input> in
   HRM_CUDA_CHECK(cudaMemcpyAsync(host.data(), logits_.as<float>(), host.size() * sizeof(float),
                                  cudaMemcpyDeviceToHost, stream_));
   HRM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  collect_profile();
   commit(inputs);
   std::vector<std::vector<float>> out(inputs.size());
   size_t row = 0;
@@ -453,7 +507,7 @@ void CudaModel::step_sample(std::span<const Input> inputs, std::span<const float
   HRM_CHECK(temperature.size() == n && u.size() == n && next.size() == n,
             "CUDA backend: step_sample needs one temperature, draw and output per sequence");
   const bool decode_only = std::all_of(inputs.begin(), inputs.end(), [](const Input& in) { return in.tokens.size() == 1; });
-  const bool graph = opt_.graphs && decode_only;
+  const bool graph = opt_.graphs && !opt_.profile && decode_only;
   const int bucket = graph ? std::min(next_pow2(static_cast<int>(n)), opt_.max_seqs) : 0;
   Plan p = prepare(inputs, false, bucket);
   float* temp_h = reinterpret_cast<float*>(meta_host_.as<int32_t>() + meta_.temperature);
@@ -492,6 +546,7 @@ void CudaModel::step_sample(std::span<const Input> inputs, std::span<const float
   HRM_CUDA_CHECK(cudaMemcpyAsync(next_h, meta_dev_.as<int32_t>() + meta_.next, n * sizeof(int32_t),
                                  cudaMemcpyDeviceToHost, stream_));
   HRM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  collect_profile();
   for (size_t i = 0; i < n; ++i) next[i] = next_h[i];
   commit(inputs);
 }

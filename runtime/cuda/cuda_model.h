@@ -73,6 +73,7 @@ class CudaModel {
     int64_t max_step_tokens = 0;  // token rows per step; 0 = max(8192, max_position_embeddings)
     int max_seqs = 256;           // sequences per step
     bool graphs = true;           // CUDA graphs for decode-only steps
+    bool profile = false;         // time each kernel with CUDA events (no graphs then)
   };
 
   // One sequence's share of a step (as hrm::StepInput): `prefix` leading tokens extend the prefix.
@@ -105,6 +106,15 @@ class CudaModel {
 
   // One step; returns per input the logits of its last new token, or of all its new tokens.
   std::vector<std::vector<float>> step_logits(std::span<const Input> inputs, bool all_logits);
+  // With Options::profile: milliseconds per kernel kind since construction, largest first, and the
+  // number of launches of each.
+  struct ProfileRow {
+    std::string kernel;
+    double ms = 0;
+    int64_t launches = 0;
+  };
+  std::vector<ProfileRow> profile() const;
+
   // One step with sampling on the GPU (see kernels.h sample_rows): next[i] for inputs[i].
   void step_sample(std::span<const Input> inputs, std::span<const float> temperature, std::span<const float> u,
                    std::span<TokenId> next);
@@ -136,6 +146,10 @@ class CudaModel {
   void gemm(const bf16* x, int rows, int in, const bf16* w, int out, void* y, bool y_f32, float beta);
   void ensure_logits(int rows);
   int decode_splits(int seqs) const;
+  // Runs `launch` between two events when profiling; collect_profile() reads them after a sync.
+  template <typename F>
+  void timed(const char* kernel, F&& launch);
+  void collect_profile();
 
   ModelConfig cfg_;
   Options opt_;
@@ -174,6 +188,12 @@ class CudaModel {
 
   // Decode graphs per padded batch size.
   std::map<int, cudaGraphExec_t> graphs_;
+
+  // Profiling: events of the current step (reused), totals per kernel kind.
+  std::vector<cudaEvent_t> events_;
+  std::vector<const char*> event_kernels_;
+  size_t events_used_ = 0;
+  std::map<std::string, ProfileRow> profile_;
 };
 
 }  // namespace hrm::cuda

@@ -375,5 +375,18 @@ TEST(CudaEngine, TemperatureSamplingIsSeeded) {
   EXPECT_EQ(run(*e, reqs), run(*e, reqs));
 }
 
+// --profile times every kernel kind; the report names the GEMMs and both attention kernels.
+TEST(CudaEngine, ProfileReportsEveryKernelKind) {
+  REQUIRE_GPU();
+  const ModelConfig cfg = random_config(64, 3);
+  const Model cpu(cfg, init_weights(cfg, 15));
+  auto e = make_cuda_engine(cfg, cpu.weights(), {.profile = true}, small_engine());
+  run(*e, requests(cfg, 3, 4, 7));
+  const std::string report = e->profile_report();
+  for (const char* kernel : {"gemm gqkv", "gemm lm_head", "prefill_attention", "decode_attention", "sample_rows"})
+    EXPECT_NE(report.find(kernel), std::string::npos) << kernel << " missing from\n" << report;
+  EXPECT_EQ(make_cpu_engine(cpu)->profile_report(), "");
+}
+
 }  // namespace
 }  // namespace hrm
