@@ -71,29 +71,6 @@ std::vector<TokenId> random_tokens(std::mt19937& rng, size_t n, int64_t vocab) {
   return t;
 }
 
-struct FixtureCase {
-  std::vector<TokenId> prompt, response;
-  std::vector<int64_t> positions;
-  std::vector<std::vector<float>> logits;
-};
-
-std::vector<FixtureCase> load_cases(const std::filesystem::path& dir) {
-  auto doc = test::read_json(dir / "expected.json");
-  std::vector<FixtureCase> cases;
-  for (const auto& c : doc["cases"].GetArray()) {
-    FixtureCase k;
-    for (const auto& v : c["prompt"].GetArray()) k.prompt.push_back(v.GetInt());
-    for (const auto& v : c["response"].GetArray()) k.response.push_back(v.GetInt());
-    for (const auto& v : c["positions"].GetArray()) k.positions.push_back(v.GetInt64());
-    for (const auto& row : c["logits"].GetArray()) {
-      k.logits.emplace_back();
-      for (const auto& v : row.GetArray()) k.logits.back().push_back(v.GetFloat());
-    }
-    cases.push_back(std::move(k));
-  }
-  return cases;
-}
-
 class CudaFixtureParity : public ::testing::TestWithParam<const char*> {};
 
 // Prompt prefilled in one step, the response in a second (cached) step; every row compared with
@@ -106,7 +83,7 @@ TEST_P(CudaFixtureParity, LogitsMatchTransformersAndCpu) {
   const int64_t V = cpu.config().vocab_size;
   double worst_hf = 0, worst_cpu = 0;
   uint64_t seq = 0;
-  for (const FixtureCase& c : load_cases(dir)) {
+  for (const test::ModelCase& c : test::load_model_cases(dir)) {
     std::vector<TokenId> all = c.prompt;
     all.insert(all.end(), c.response.begin(), c.response.end());
     const auto ref = cpu.forward_full(all, static_cast<int64_t>(c.prompt.size()));

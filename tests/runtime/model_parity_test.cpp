@@ -18,29 +18,8 @@ namespace {
 // fp32 everywhere, different summation order than PyTorch: 1e-4 of the row's scale (DESIGN, issue #3).
 constexpr double kRelTol = 1e-4;
 
-struct Case {
-  std::vector<TokenId> prompt, response, greedy;
-  std::vector<int64_t> positions;
-  std::vector<std::vector<float>> logits;
-};
-
-std::vector<Case> load_cases(const std::filesystem::path& dir) {
-  auto doc = test::read_json(dir / "expected.json");
-  std::vector<Case> cases;
-  for (const auto& c : doc["cases"].GetArray()) {
-    Case k;
-    for (const auto& v : c["prompt"].GetArray()) k.prompt.push_back(v.GetInt());
-    for (const auto& v : c["response"].GetArray()) k.response.push_back(v.GetInt());
-    for (const auto& v : c["greedy"].GetArray()) k.greedy.push_back(v.GetInt());
-    for (const auto& v : c["positions"].GetArray()) k.positions.push_back(v.GetInt64());
-    for (const auto& row : c["logits"].GetArray()) {
-      k.logits.emplace_back();
-      for (const auto& v : row.GetArray()) k.logits.back().push_back(v.GetFloat());
-    }
-    cases.push_back(std::move(k));
-  }
-  return cases;
-}
+using Case = test::ModelCase;
+constexpr auto load_cases = test::load_model_cases;
 
 // Largest |a - b| relative to the largest |b| of the row.
 double rel_err(const float* a, const std::vector<float>& b) {

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -54,6 +55,33 @@ inline rapidjson::Document read_json(const std::filesystem::path& p) {
   doc.Parse(text.c_str(), text.size());
   EXPECT_FALSE(doc.HasParseError()) << "bad JSON in " << p;
   return doc;
+}
+
+// One case of a model fixture's expected.json (scripts/make_model_fixtures.py): a prompt (the
+// bidirectional prefix), response tokens after it, transformers' greedy continuation of the prompt,
+// and transformers' logits at some positions of prompt + response.
+struct ModelCase {
+  std::vector<int32_t> prompt, response, greedy;
+  std::vector<int64_t> positions;
+  std::vector<std::vector<float>> logits;
+};
+
+inline std::vector<ModelCase> load_model_cases(const std::filesystem::path& dir) {
+  auto doc = read_json(dir / "expected.json");
+  std::vector<ModelCase> cases;
+  for (const auto& c : doc["cases"].GetArray()) {
+    ModelCase k;
+    for (const auto& v : c["prompt"].GetArray()) k.prompt.push_back(v.GetInt());
+    for (const auto& v : c["response"].GetArray()) k.response.push_back(v.GetInt());
+    for (const auto& v : c["greedy"].GetArray()) k.greedy.push_back(v.GetInt());
+    for (const auto& v : c["positions"].GetArray()) k.positions.push_back(v.GetInt64());
+    for (const auto& row : c["logits"].GetArray()) {
+      k.logits.emplace_back();
+      for (const auto& v : row.GetArray()) k.logits.back().push_back(v.GetFloat());
+    }
+    cases.push_back(std::move(k));
+  }
+  return cases;
 }
 
 }  // namespace hrm::test
