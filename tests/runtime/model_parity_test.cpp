@@ -207,3 +207,35 @@ TEST(Engine, KvBudgetLimitsLiveSequencesWithoutChangingResults) {
 
 }  // namespace
 }  // namespace hrm
+
+namespace hrm {
+namespace {
+
+// A step-row limit staggers the prefills over several steps; the results do not change. A prompt
+// that cannot fit one step is refused up front (a PrefixLM prompt is never split).
+TEST(Engine, StepRowLimitStaggersPrefillsWithoutChangingResults) {
+  const Model model = Model::load(test::fixtures() / "models" / "tiny_f32");
+  std::vector<GenerationRequest> reqs(5);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    reqs[i].prompt = std::vector<TokenId>(10, static_cast<TokenId>(20 + i));
+    reqs[i].max_new_tokens = 6;
+  }
+  std::map<size_t, std::vector<TokenId>> free_run, limited_run;
+  auto wide = make_cpu_engine(model, {.max_batch = 8});
+  wide->generate(reqs, [&](size_t i, GenerationResult r) { free_run[i] = std::move(r.tokens); });
+  EXPECT_EQ(wide->stats().steps, 6);  // all five prompts in the first step
+  auto limited = make_cpu_engine(model, {.max_batch = 8, .max_step_tokens = 15});
+  limited->generate(reqs, [&](size_t i, GenerationResult r) { limited_run[i] = std::move(r.tokens); });
+  EXPECT_EQ(limited_run, free_run);
+  EXPECT_GT(limited->stats().steps, 6);  // one 10-token prompt per step, next to the decodes
+  auto tiny = make_cpu_engine(model, {.max_batch = 8, .max_step_tokens = 9});
+  try {
+    tiny->generate(reqs, [](size_t, GenerationResult) {});
+    FAIL() << "a 10-token prompt was accepted with 9 rows per step";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("prefilled in one step"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace hrm
