@@ -5,18 +5,22 @@
 // train writes into --out: loss.jsonl (one line per step, flushed as it goes), checkpoint/ (the
 // latest training state; --resume continues from it bit-exactly) and hf/ (the EMA weights as a
 // Hugging Face checkpoint, plus tokenizer.json when one was given). Progress goes to stderr.
+// Started by an MPI launcher (`mpirun -np N hrmbench train ...`), every process is one data-parallel
+// rank (runtime/dist.h, trainer.h); rank 0 alone prints and writes, and the metrics are global.
 // Not for: the training maths (runtime/train.h, optimizer.h) or data parsing (runtime/data.h).
 #include <tbb/global_control.h>
 
 #include <rapidjson/document.h>
 
 #include <cmath>
+#include <cstdarg>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -24,6 +28,7 @@
 #include "common/error.h"
 #include "runtime/config.h"
 #include "runtime/data.h"
+#include "runtime/dist.h"
 #include "runtime/optimizer.h"
 #include "runtime/synthetic.h"
 #include "runtime/tokenizer.h"
@@ -37,7 +42,7 @@ namespace fs = std::filesystem;
 struct TrainArgs {
   std::string data, out, shape = "tiny", config, tokenizer, bp_warmup = "step", packing = "multipack";
   int64_t steps = 100, batch_tokens = 4096, warmup = kDefaultWarmupSteps, checkpoint_every = 0, log_every = 1;
-  int64_t bp_min = 2, bp_max = 5, epochs = 0;
+  int64_t bp_min = 2, bp_max = 5, epochs = 0, accumulate = 1;
   double lr = kDefaultLr, lr_min_ratio = 1.0, weight_decay = kDefaultWeightDecay, beta1 = kDefaultBeta1,
          beta2 = kDefaultBeta2, ema = kDefaultEmaDecay, bp_warmup_ratio = 0.2;
   uint64_t seed = 0;
@@ -71,9 +76,25 @@ int64_t corpus_vocab(const fs::path& data, const TrainCorpus& corpus) {
   return std::max<int64_t>(corpus.max_token_id(), 0) + 1;
 }
 
-void run_train(const TrainArgs& a) {
+// stderr output of rank 0 only (the others would repeat it).
+bool g_quiet = false;
+__attribute__((format(printf, 1, 2))) void note(const char* fmt, ...) {
+  if (g_quiet) return;
+  va_list args;
+  va_start(args, fmt);
+  std::vfprintf(stderr, fmt, args);
+  va_end(args);
+}
+
+void run_train(const TrainArgs& a, Communicator& comm) {
+  const bool root = comm.rank() == 0;
+  g_quiet = !root;
+  // Ranks sharing a machine share its cores: by default each takes its part of them.
+  int threads = a.threads;
+  if (threads <= 0 && comm.local_size() > 1)
+    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / comm.local_size());
   std::optional<tbb::global_control> limit;
-  if (a.threads > 0) limit.emplace(tbb::global_control::max_allowed_parallelism, a.threads);
+  if (threads > 0) limit.emplace(tbb::global_control::max_allowed_parallelism, threads);
   const fs::path out(a.out), ckpt_dir = out / "checkpoint", hf_dir = out / "hf";
   std::optional<Tokenizer> tok;
   if (!a.tokenizer.empty()) tok.emplace(Tokenizer::from_file(a.tokenizer));
@@ -81,8 +102,15 @@ void run_train(const TrainArgs& a) {
   const TrainCorpus corpus = load_corpus(a.data, tok ? &*tok : nullptr, fmt);
   int64_t tokens_total = 0;
   for (int64_t i = 0; i < corpus.size(); ++i) tokens_total += corpus.packed_length(i);
-  std::fprintf(stderr, "corpus: %lld samples, %lld tokens (%s)\n", static_cast<long long>(corpus.size()),
-               static_cast<long long>(tokens_total), a.data.c_str());
+  note("corpus: %lld samples, %lld tokens (%s)\n", static_cast<long long>(corpus.size()),
+       static_cast<long long>(tokens_total), a.data.c_str());
+  if (a.accumulate < 1) throw Error(cat("--accumulate must be at least 1, got ", a.accumulate));
+  const int64_t data_ranks = comm.world_size() * a.accumulate;
+  if (data_ranks > 1)
+    note("data parallel: %s, %d ranks x %lld micro-batches of --batch-tokens %lld = %lld tokens per step at most%s\n",
+         comm.name().c_str(), comm.world_size(), static_cast<long long>(a.accumulate),
+         static_cast<long long>(a.batch_tokens), static_cast<long long>(data_ranks * a.batch_tokens),
+         threads > 0 ? cat(", ", threads, " threads per rank").c_str() : "");
 
   TrainOptions o;
   o.steps = a.steps;
@@ -104,15 +132,15 @@ void run_train(const TrainArgs& a) {
   o.bp.shape = a.bp_warmup == "step" ? BpWarmup::kStep : BpWarmup::kLinear;
   o.packing = parse_packing(a.packing);
   o.drop_last = a.drop_last;
+  o.accumulate = a.accumulate;
 
   std::unique_ptr<Trainer> t;
   if (a.resume) {
     if (!fs::exists(ckpt_dir / "state.json"))
       throw Error(cat("--resume: no checkpoint at ", ckpt_dir.string()));
     if (!a.steps_given) o.steps = 0;
-    t = std::make_unique<Trainer>(Trainer::resume(ckpt_dir, corpus, o, make_cpu_train_backend()));
-    std::fprintf(stderr, "resumed at step %lld from %s\n", static_cast<long long>(t->step_count()),
-                 ckpt_dir.string().c_str());
+    t = std::make_unique<Trainer>(Trainer::resume(ckpt_dir, corpus, o, make_cpu_train_backend(), &comm));
+    note("resumed at step %lld from %s\n", static_cast<long long>(t->step_count()), ckpt_dir.string().c_str());
   } else {
     ModelConfig cfg;
     if (!a.config.empty()) {
@@ -138,32 +166,36 @@ void run_train(const TrainArgs& a) {
                                   .seed = o.seed,
                                   .max_sample_tokens = cfg.max_position_embeddings,
                                   .packing = o.packing,
+                                  .world_size = data_ranks,
                                   .drop_last = o.drop_last});
       o.steps = o.lr.total_steps = a.epochs * probe.epoch_packing(0).steps;
       if (o.steps == 0) throw Error("--epochs: the corpus packs into no step (see --drop-last, --batch-tokens)");
-      std::fprintf(stderr, "%lld epochs = %lld steps\n", static_cast<long long>(a.epochs),
-                   static_cast<long long>(o.steps));
+      note("%lld epochs = %lld steps\n", static_cast<long long>(a.epochs), static_cast<long long>(o.steps));
     }
-    std::fprintf(stderr, "model: hidden %lld, %lld blocks/stack, H %lld x L %lld, vocab %lld, %lld parameters\n",
-                 static_cast<long long>(cfg.hidden_size), static_cast<long long>(cfg.num_layers_per_stack),
-                 static_cast<long long>(cfg.H_cycles), static_cast<long long>(cfg.L_cycles),
-                 static_cast<long long>(cfg.vocab_size), static_cast<long long>(cfg.parameter_count()));
-    t = std::make_unique<Trainer>(cfg, init_weights(cfg, a.seed), corpus, o, make_cpu_train_backend());
+    note("model: hidden %lld, %lld blocks/stack, H %lld x L %lld, vocab %lld, %lld parameters\n",
+         static_cast<long long>(cfg.hidden_size), static_cast<long long>(cfg.num_layers_per_stack),
+         static_cast<long long>(cfg.H_cycles), static_cast<long long>(cfg.L_cycles),
+         static_cast<long long>(cfg.vocab_size), static_cast<long long>(cfg.parameter_count()));
+    // Every rank initialises from the same seed; the trainer broadcasts rank 0's weights anyway.
+    t = std::make_unique<Trainer>(cfg, init_weights(cfg, a.seed), corpus, o, make_cpu_train_backend(), &comm);
   }
   const Packer& packer = t->packer();
   const EpochPacking ep = packer.epoch_packing(packer.epoch());
-  std::fprintf(stderr, "packing: %s, %lld steps in epoch %lld, %.2f%% of --batch-tokens %lld filled%s\n",
-               packing_name(packer.options().packing), static_cast<long long>(ep.steps),
-               static_cast<long long>(packer.epoch()), 100.0 * ep.fill,
-               static_cast<long long>(packer.options().batch_tokens),
-               packer.options().drop_last ? cat(", ", ep.dropped, " samples dropped (--drop-last)").c_str() : "");
+  note("packing: %s, %lld steps in epoch %lld, %.2f%% of --batch-tokens %lld filled%s\n",
+       packing_name(packer.options().packing), static_cast<long long>(ep.steps),
+       static_cast<long long>(packer.epoch()), 100.0 * ep.fill, static_cast<long long>(packer.options().batch_tokens),
+       packer.options().drop_last ? cat(", ", ep.dropped, " samples dropped (--drop-last)").c_str() : "");
   if (t->packer().skipped() > 0)
-    std::fprintf(stderr, "note: %lld samples longer than --batch-tokens %lld are skipped\n",
-                 static_cast<long long>(t->packer().skipped()), static_cast<long long>(t->options().batch_tokens));
+    note("note: %lld samples longer than --batch-tokens %lld are skipped\n",
+         static_cast<long long>(t->packer().skipped()), static_cast<long long>(t->options().batch_tokens));
 
-  fs::create_directories(out);
-  std::ofstream log(out / "loss.jsonl", a.resume ? std::ios::app : std::ios::trunc);
-  if (!log) throw Error(cat((out / "loss.jsonl").string(), ": cannot write"));
+  // Rank 0 writes the log (and, inside the trainer, the checkpoint and the export).
+  std::ofstream log;
+  if (root) {
+    fs::create_directories(out);
+    log.open(out / "loss.jsonl", a.resume ? std::ios::app : std::ios::trunc);
+    if (!log) throw Error(cat((out / "loss.jsonl").string(), ": cannot write"));
+  }
   const int64_t total = t->options().steps;
   double elapsed = 0;
   int64_t done_tokens = 0, done_steps = 0;
@@ -176,25 +208,43 @@ void run_train(const TrainArgs& a) {
     char line[512];
     std::snprintf(line, sizeof line,
                   "{\"step\": %lld, \"loss\": %.6f, \"accuracy\": %.4f, \"lr\": %.6g, \"bp_steps\": %lld, "
-                  "\"tokens\": %lld, \"loss_tokens\": %lld, \"epoch\": %lld, \"seconds\": %.3f, \"tokens_per_s\": %.1f}",
+                  "\"tokens\": %lld, \"loss_tokens\": %lld, \"epoch\": %lld, \"seconds\": %.3f, \"comm_seconds\": %.4f, "
+                  "\"tokens_per_s\": %.1f}",
                   static_cast<long long>(s.step), s.loss, s.accuracy, s.lr, static_cast<long long>(s.bp_steps),
                   static_cast<long long>(s.tokens), static_cast<long long>(s.loss_tokens),
-                  static_cast<long long>(s.epoch), s.seconds, tps);
-    log << line << "\n";
-    log.flush();
+                  static_cast<long long>(s.epoch), s.seconds, s.comm_seconds, tps);
+    if (root) {
+      log << line << "\n";
+      log.flush();
+    }
     if (a.log_every > 0 && (s.step % a.log_every == 0 || s.step == total)) {
       const double eta = static_cast<double>(total - s.step) * elapsed / static_cast<double>(done_steps);
-      std::fprintf(stderr, "step %lld/%lld  loss %.4f  acc %.3f  lr %.3g  bp %lld  %.0f tok/s  ETA %s\n",
-                   static_cast<long long>(s.step), static_cast<long long>(total), s.loss, s.accuracy, s.lr,
-                   static_cast<long long>(s.bp_steps), tps, duration(eta).c_str());
+      note("step %lld/%lld  loss %.4f  acc %.3f  lr %.3g  bp %lld  %.0f tok/s  ETA %s\n",
+           static_cast<long long>(s.step), static_cast<long long>(total), s.loss, s.accuracy, s.lr,
+           static_cast<long long>(s.bp_steps), tps, duration(eta).c_str());
     }
     if (a.checkpoint_every > 0 && s.step % a.checkpoint_every == 0 && s.step < total) t->save_checkpoint(ckpt_dir);
   }
   t->save_checkpoint(ckpt_dir);
   t->export_hf(hf_dir);
-  if (!a.tokenizer.empty()) fs::copy_file(a.tokenizer, hf_dir / "tokenizer.json", fs::copy_options::overwrite_existing);
-  std::fprintf(stderr, "done: %lld steps; checkpoint %s; EMA weights exported to %s\n",
-               static_cast<long long>(t->step_count()), ckpt_dir.string().c_str(), hf_dir.string().c_str());
+  if (root && !a.tokenizer.empty())
+    fs::copy_file(a.tokenizer, hf_dir / "tokenizer.json", fs::copy_options::overwrite_existing);
+  note("done: %lld steps; checkpoint %s; EMA weights exported to %s\n", static_cast<long long>(t->step_count()),
+       ckpt_dir.string().c_str(), hf_dir.string().c_str());
+}
+
+// One process, or one rank of an MPI job. An error on one rank ends the whole job: the other ranks may
+// be waiting for it inside a collective.
+void run_train(const TrainArgs& a) {
+  const std::unique_ptr<Communicator> comm = make_communicator();
+  if (comm->world_size() == 1) return run_train(a, *comm);
+  try {
+    run_train(a, *comm);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error (rank %d of %d): %s\n", comm->rank(), comm->world_size(), e.what());
+    std::fflush(stderr);
+    comm->abort(1);
+  }
 }
 
 struct CorpusArgs {
@@ -285,7 +335,8 @@ void run_pack_stats(const PackStatsArgs& a) {
 
 void add_train_commands(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
-  auto* tr = app.add_subcommand("train", "Train an HRM-Text model with the reference recipe (CPU backend)");
+  auto* tr = app.add_subcommand("train", "Train an HRM-Text model with the reference recipe (CPU backend; "
+                                                  "data-parallel under mpirun)");
   tr->add_option("--data", a->data, "Training JSONL {instruction,response,condition} or tokenized directory")->required();
   tr->add_option("--out", a->out, "Output directory: loss.jsonl, checkpoint/, hf/")->required();
   tr->add_option("--shape", a->shape, "Model shape: tiny, b, l or xl")->capture_default_str();
@@ -311,7 +362,10 @@ void add_train_commands(CLI::App& app) {
   tr->add_option("--seed", a->seed, "Initialisation and data-order seed")->capture_default_str();
   tr->add_option("--checkpoint-every", a->checkpoint_every, "Save a checkpoint every N steps (0 = at the end only)")->capture_default_str();
   tr->add_option("--log-every", a->log_every, "Progress line on stderr every N steps")->capture_default_str();
-  tr->add_option("--threads", a->threads, "CPU threads (default: all)");
+  tr->add_option("--accumulate", a->accumulate,
+                 "Micro-batches per rank and step (gradient accumulation): one process with N packs like N ranks")
+      ->capture_default_str();
+  tr->add_option("--threads", a->threads, "CPU threads per process (default: the machine's cores / ranks on it)");
   tr->add_flag("--resume", a->resume, "Continue from OUT/checkpoint");
   tr->callback([a, steps] {
     a->steps_given = steps->count() > 0;

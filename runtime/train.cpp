@@ -244,7 +244,7 @@ std::vector<NamedTensor> trainable_tensors(ModelWeights& w) {
 }
 
 LossResult cpu_forward_backward(const ModelConfig& cfg, const ModelWeights& w, const PackedBatch& batch,
-                                int64_t bp_steps, ModelWeights* grads) {
+                                int64_t bp_steps, ModelWeights* grads, int64_t grad_tokens) {
   const int64_t T = batch.size(), D = cfg.hidden_size, V = cfg.vocab_size;
   HRM_CHECK(T > 0, "empty training batch");
   HRM_CHECK(static_cast<int64_t>(batch.labels.size()) == T && static_cast<int64_t>(batch.positions.size()) == T,
@@ -308,7 +308,9 @@ LossResult cpu_forward_backward(const ModelConfig& cfg, const ModelWeights& w, c
   cpu::matmul_nt(h_rows.data(), N, D, w.lm_head.data(), V, logits.data());
   std::vector<double> token_loss(N);
   std::vector<char> token_correct(N);
-  const float inv_n = 1.0f / static_cast<float>(N);
+  HRM_CHECK(grad_tokens == 0 || grad_tokens >= N, "gradient normaliser ", grad_tokens, " below the batch's ", N,
+            " loss tokens");
+  const float inv_n = 1.0f / static_cast<float>(grad_tokens > 0 ? grad_tokens : N);
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, N, 8), [&](const auto& range) {
     for (int64_t n = range.begin(); n < range.end(); ++n) {
       float* z = logits.data() + n * V;
@@ -320,7 +322,7 @@ LossResult cpu_forward_backward(const ModelConfig& cfg, const ModelWeights& w, c
       const float lse = mx + std::log(sum);
       token_loss[n] = static_cast<double>(lse - z[label]);
       token_correct[n] = std::max_element(z, z + V) - z == label;
-      // d(mean CE)/dz = (softmax - onehot) / N
+      // d(mean CE)/dz = (softmax - onehot) / N (N = grad_tokens under data parallelism)
       for (int64_t j = 0; j < V; ++j) z[j] = std::exp(z[j] - lse) * inv_n;
       z[label] -= inv_n;
     }
@@ -332,6 +334,7 @@ LossResult cpu_forward_backward(const ModelConfig& cfg, const ModelWeights& w, c
     total += token_loss[n];
     res.correct += token_correct[n];
   }
+  res.loss_sum = total;
   res.loss = total / static_cast<double>(N);
   if (!want_grad) return res;
   res.lm_head_reached = true;
@@ -387,8 +390,8 @@ class CpuTrainBackend final : public TrainBackend {
  public:
   std::string name() const override { return "cpu"; }
   LossResult forward_backward(const ModelConfig& cfg, const ModelWeights& w, const PackedBatch& batch,
-                              int64_t bp_steps, ModelWeights* grads) override {
-    return cpu_forward_backward(cfg, w, batch, bp_steps, grads);
+                              int64_t bp_steps, ModelWeights* grads, int64_t grad_tokens) override {
+    return cpu_forward_backward(cfg, w, batch, bp_steps, grads, grad_tokens);
   }
 };
 }  // namespace

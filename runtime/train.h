@@ -78,6 +78,7 @@ struct BackpropPlan {
 
 struct LossResult {
   double loss = 0;            // mean cross-entropy over the batch's loss tokens
+  double loss_sum = 0;        // summed cross-entropy (loss × loss_tokens; what data-parallel ranks add up)
   int64_t loss_tokens = 0;
   int64_t correct = 0;        // loss tokens whose argmax equals the label
   // Which parameter groups lie on the loss's autograd graph (PyTorch would give the others
@@ -102,8 +103,12 @@ std::vector<NamedTensor> trainable_tensors(ModelWeights& w);
 
 // Loss and, when `grads` is non-null, gradients ADDED into `grads` (zero them first) for one
 // packed batch on the CPU reference backend, with truncated backprop of `bp_steps` (≥ 1).
+// The gradient is that of the summed cross-entropy divided by `grad_tokens`: 0 means this batch's
+// own loss tokens (the per-batch token mean); a data-parallel step passes the loss tokens of the whole
+// global step (all ranks, all micro-batches), so that the batches' gradients add up to the gradient
+// of the global step's token mean — the same update one process would make on the union.
 LossResult cpu_forward_backward(const ModelConfig& cfg, const ModelWeights& w, const PackedBatch& batch,
-                                int64_t bp_steps, ModelWeights* grads);
+                                int64_t bp_steps, ModelWeights* grads, int64_t grad_tokens = 0);
 
 // The interface a training backend implements (CPU reference today; CUDA later). It owns no weights:
 // the trainer passes the fp32 master weights and a gradient buffer each step.
@@ -111,8 +116,9 @@ class TrainBackend {
  public:
   virtual ~TrainBackend() = default;
   virtual std::string name() const = 0;
+  // As cpu_forward_backward, `grad_tokens` included.
   virtual LossResult forward_backward(const ModelConfig& cfg, const ModelWeights& w, const PackedBatch& batch,
-                                      int64_t bp_steps, ModelWeights* grads) = 0;
+                                      int64_t bp_steps, ModelWeights* grads, int64_t grad_tokens) = 0;
 };
 std::unique_ptr<TrainBackend> make_cpu_train_backend();
 

@@ -3,8 +3,10 @@
 
 #include <rapidjson/document.h>
 
+#include <array>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <iomanip>
 #include <sstream>
@@ -60,6 +62,53 @@ std::string read_text(const fs::path& path) {
   ss << in.rdbuf();
   return ss.str();
 }
+
+// Every tensor of the weights that a checkpoint holds: the trainable ones and z_L_init.
+std::vector<std::vector<float>*> all_tensors(ModelWeights& w) {
+  std::vector<std::vector<float>*> out;
+  for (NamedTensor& t : trainable_tensors(w)) out.push_back(t.data);
+  out.push_back(&w.z_L_init);
+  return out;
+}
+
+// Rank 0's initial weights on every rank, before the optimizer copies them into the EMA.
+ModelWeights from_rank0(ModelWeights w, Communicator& comm) {
+  if (comm.world_size() == 1) return w;
+  for (std::vector<float>* t : all_tensors(w)) broadcast_values(comm, std::span<float>(*t), 0);
+  return w;
+}
+
+// A 64-bit fingerprint (FNV-style, 8 bytes at a time) to compare the ranks' states; not cryptographic.
+class Fingerprint {
+ public:
+  void add_bytes(const void* data, size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t word;
+      std::memcpy(&word, p + i, 8);
+      mix(word);
+    }
+    uint64_t tail = 0;
+    if (n > i) std::memcpy(&tail, p + i, n - i);
+    mix(tail ^ (static_cast<uint64_t>(n) << 56));
+  }
+  template <class T>
+  void add(const std::vector<T>& v) {
+    add_bytes(v.data(), v.size() * sizeof(T));
+  }
+  void add(std::string_view s) { add_bytes(s.data(), s.size()); }
+  void add(int64_t v) { mix(static_cast<uint64_t>(v)); }
+  void add(double v) { add_bytes(&v, sizeof v); }
+  uint64_t value() const { return h_; }
+
+ private:
+  void mix(uint64_t word) {
+    h_ = (h_ ^ word) * 0x100000001b3ULL;  // FNV-1a's 64-bit prime
+    h_ ^= h_ >> 29;
+  }
+  uint64_t h_ = 0xcbf29ce484222325ULL;  // FNV-1a's 64-bit offset basis
+};
 
 std::vector<float> concat(std::initializer_list<const std::vector<float>*> parts) {
   std::vector<float> out;
@@ -142,43 +191,149 @@ std::string hf_config_json(const ModelConfig& c) {
 }
 
 Trainer::Trainer(ModelConfig cfg, ModelWeights init, const TrainCorpus& corpus, TrainOptions opts,
-                 std::unique_ptr<TrainBackend> backend)
-    : cfg_(std::move(cfg)),
-      w_(std::move(init)),
+                 std::unique_ptr<TrainBackend> backend, Communicator* comm)
+    : own_comm_(comm ? nullptr : make_single_process_communicator()),
+      comm_(comm ? comm : own_comm_.get()),
+      cfg_(std::move(cfg)),
+      w_(from_rank0(std::move(init), *comm_)),
       grads_(zeros_like(w_)),
       opts_(opts),
       opt_(opts.optim, w_),
-      // A sample longer than the model's positions cannot be trained on: skip it like an oversized one.
-      packer_(corpus, PackerOptions{.batch_tokens = opts.batch_tokens,
-                                    .seed = opts.seed,
-                                    .max_sample_tokens = cfg_.max_position_embeddings,
-                                    .packing = opts.packing,
-                                    .drop_last = opts.drop_last}),
       backend_(std::move(backend)) {
   if (opts_.steps <= 0) throw Error(cat("training steps must be positive, got ", opts_.steps));
+  if (opts_.accumulate < 1) throw Error(cat("accumulate (micro-batches per step) must be at least 1, got ",
+                                            opts_.accumulate));
+  if (opts_.accumulate > 1) micro_grads_ = zeros_like(w_);
   corpus.validate("training corpus", cfg_.vocab_size);
+  // One packer per micro-batch: this rank's share of a step that packs like world × accumulate ranks.
+  // A sample longer than the model's positions cannot be trained on: skip it like an oversized one.
+  packers_.reserve(static_cast<size_t>(opts_.accumulate));
+  for (int64_t a = 0; a < opts_.accumulate; ++a)
+    packers_.emplace_back(corpus, PackerOptions{.batch_tokens = opts_.batch_tokens,
+                                                .seed = opts_.seed,
+                                                .max_sample_tokens = cfg_.max_position_embeddings,
+                                                .packing = opts_.packing,
+                                                .world_size = data_ranks(),
+                                                .rank = comm_->rank() * opts_.accumulate + a,
+                                                .drop_last = opts_.drop_last});
+  check_replicas();
 }
 
 StepStats Trainer::step() {
-  const auto t0 = std::chrono::steady_clock::now();
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  Communicator& comm = *comm_;
   StepStats s;
+  // Times a collective (nothing to time with one rank).
+  auto collective = [&](auto&& call) {
+    if (comm.world_size() == 1) return;
+    const auto c0 = Clock::now();
+    call();
+    s.comm_seconds += std::chrono::duration<double>(Clock::now() - c0).count();
+  };
   s.step = opt_.steps() + 1;  // the reference increments the step before using it
-  const PackedBatch batch = packer_.next();
-  s.epoch = packer_.epoch();
+  std::vector<PackedBatch> batches;
+  for (Packer& p : packers_) batches.push_back(p.next());
+  s.epoch = packers_.front().epoch();
   s.bp_steps = opts_.bp.at(s.step, opts_.steps);
   s.lr = opts_.lr.at(s.step);
+
+  // The step's loss-token count over every rank and micro-batch normalises each batch's gradient
+  // (lm_head.py divides the summed loss by the label count of the whole global batch).
+  std::array<int64_t, 2> counts{0, 0};  // packed tokens, loss tokens
+  for (const PackedBatch& b : batches) counts[0] += b.size(), counts[1] += b.loss_tokens();
+  collective([&] { comm.all_reduce_sum(std::span<int64_t>(counts)); });
+  s.tokens = counts[0];
+  s.loss_tokens = counts[1];
+
+  // Micro-batches one after another: the first into grads_, the others into micro_grads_ and added, so
+  // that with accumulate = 2 the sum is g0 + g1 exactly as a two-rank all-reduce forms it. A rank can
+  // be left an empty batch in an epoch's last step (PackerOptions::drop_last): it adds nothing.
   set_zero(grads_);
-  const LossResult r = backend_->forward_backward(cfg_, w_, batch, s.bp_steps, &grads_);
-  opt_.step(w_, grads_, s.lr, r.active(w_));
-  s.loss = r.loss;
-  s.loss_tokens = r.loss_tokens;
-  s.accuracy = r.loss_tokens ? static_cast<double>(r.correct) / static_cast<double>(r.loss_tokens) : 0.0;
-  s.tokens = batch.size();
-  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  bool first = true;
+  std::array<double, 1> loss_sum{0};
+  std::array<int64_t, 5> flags{0, 0, 0, 0, 0};  // correct, embed, H, L, lm_head reached
+  for (const PackedBatch& b : batches) {
+    if (b.size() == 0) continue;
+    ModelWeights* g = first ? &grads_ : &micro_grads_;
+    if (!first) set_zero(micro_grads_);
+    const LossResult r = backend_->forward_backward(cfg_, w_, b, s.bp_steps, g, s.loss_tokens);
+    if (!first) {
+      std::vector<NamedTensor> into = trainable_tensors(grads_), from = trainable_tensors(micro_grads_);
+      for (size_t i = 0; i < into.size(); ++i) {
+        float* dst = into[i].data->data();
+        const float* src = from[i].data->data();
+        for (size_t j = 0; j < into[i].data->size(); ++j) dst[j] += src[j];
+      }
+    }
+    first = false;
+    loss_sum[0] += r.loss_sum;
+    flags[0] += r.correct;
+    flags[1] += r.embed_reached, flags[2] += r.H_reached, flags[3] += r.L_reached, flags[4] += r.lm_head_reached;
+  }
+  collective([&] {
+    comm.all_reduce_sum(std::span<int64_t>(flags));
+    comm.all_reduce_sum(std::span<double>(loss_sum));
+  });
+  LossResult global;  // which tensors any rank reached: the optimizer must skip the same ones everywhere
+  global.embed_reached = flags[1] > 0, global.H_reached = flags[2] > 0, global.L_reached = flags[3] > 0;
+  global.lm_head_reached = flags[4] > 0;
+  const std::vector<char> active = global.active(w_);
+  collective([&] {
+    // Tensors no rank reached are zero everywhere (the embedding while bp_steps <= H_cycles): skip them.
+    std::vector<NamedTensor> gs = trainable_tensors(grads_);
+    for (size_t i = 0; i < gs.size(); ++i)
+      if (active[i]) comm.all_reduce_sum(std::span<float>(*gs[i].data));
+  });
+  opt_.step(w_, grads_, s.lr, active);
+  s.loss = s.loss_tokens ? loss_sum[0] / static_cast<double>(s.loss_tokens) : 0.0;
+  s.accuracy = s.loss_tokens ? static_cast<double>(flags[0]) / static_cast<double>(s.loss_tokens) : 0.0;
+  s.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return s;
 }
 
+uint64_t Trainer::fingerprint() const {
+  Fingerprint f;
+  const TrainOptions& o = opts_;
+  for (const int64_t v : {o.steps, o.batch_tokens, static_cast<int64_t>(o.seed), static_cast<int64_t>(o.packing),
+                          static_cast<int64_t>(o.drop_last), o.accumulate, o.lr.warmup_steps, o.lr.total_steps,
+                          o.bp.min_steps, o.bp.max_steps, static_cast<int64_t>(o.bp.shape)})
+    f.add(v);
+  for (const double v : {o.lr.lr, o.lr.min_ratio, o.optim.beta1, o.optim.beta2, o.optim.weight_decay,
+                         o.optim.ema_decay, o.bp.warmup_ratio})
+    f.add(v);
+  f.add(hf_config_json(cfg_));
+  const Packer& p = packers_.front();
+  for (const int64_t v : {p.epoch(), p.cursor(), p.usable(), p.skipped(), opt_.steps()}) f.add(v);
+  AdamAtan2& opt = const_cast<AdamAtan2&>(opt_);  // the state accessors are not const
+  f.add(opt.tensor_steps());
+  for (const std::vector<float>* t : all_tensors(const_cast<ModelWeights&>(w_))) f.add(*t);
+  for (const auto* state : {&opt.m(), &opt.v(), &opt.ema()})
+    for (const std::vector<float>& t : *state) f.add(t);
+  return f.value();
+}
+
+void Trainer::check_replicas() const {
+  Communicator& comm = *comm_;
+  if (comm.world_size() == 1) return;
+  const uint64_t mine = fingerprint();
+  uint64_t root = mine;
+  broadcast_values(comm, std::span<uint64_t>(&root, 1), 0);
+  std::array<int64_t, 1> differ{mine != root};
+  comm.all_reduce_sum(std::span<int64_t>(differ));
+  if (differ[0] > 0)
+    throw Error(cat(differ[0], " of ", comm.world_size(), " ranks hold a training state (options, data position, "
+                    "weights or optimizer state) different from rank 0's; this is rank ", comm.rank(),
+                    mine != root ? " (differs)" : " (agrees)",
+                    ". Every rank must run the same command on the same data and checkpoint"));
+}
+
 void Trainer::save_checkpoint(const fs::path& dir) const {
+  check_replicas();
+  if (comm_->rank() != 0) {
+    comm_->barrier();  // returns once rank 0 has written
+    return;
+  }
   fs::create_directories(dir);
   SafetensorsWriter w;
   ModelWeights& weights = const_cast<ModelWeights&>(w_);  // trainable_tensors hands out mutable views
@@ -199,13 +354,15 @@ void Trainer::save_checkpoint(const fs::path& dir) const {
     << "  \"tensor_steps\": [";
   for (size_t i = 0; i < opt.tensor_steps().size(); ++i) j << (i ? ", " : "") << opt.tensor_steps()[i];
   j << "],\n"
-    << "  \"data_epoch\": " << packer_.epoch() << ",\n"
-    << "  \"data_cursor\": " << packer_.cursor() << ",\n"
+    << "  \"data_epoch\": " << packer().epoch() << ",\n"
+    << "  \"data_cursor\": " << packer().cursor() << ",\n"
     << "  \"seed\": " << o.seed << ",\n"
     << "  \"steps\": " << o.steps << ",\n"
     << "  \"batch_tokens\": " << o.batch_tokens << ",\n"
     << "  \"packing\": \"" << packing_name(o.packing) << "\", \"drop_last\": " << (o.drop_last ? "true" : "false")
     << ",\n"
+    << "  \"data_ranks\": " << data_ranks() << ", \"world_size\": " << comm_->world_size()
+    << ", \"accumulate\": " << o.accumulate << ",\n"
     << "  \"lr\": " << num(o.lr.lr) << ", \"warmup_steps\": " << o.lr.warmup_steps
     << ", \"lr_min_ratio\": " << num(o.lr.min_ratio) << ", \"lr_total_steps\": " << o.lr.total_steps << ",\n"
     << "  \"beta1\": " << num(o.optim.beta1) << ", \"beta2\": " << num(o.optim.beta2)
@@ -215,10 +372,11 @@ void Trainer::save_checkpoint(const fs::path& dir) const {
     << (o.bp.shape == BpWarmup::kStep ? "step" : "linear") << "\",\n"
     << "  \"config\": " << hf_config_json(cfg_) << "}\n";
   write_text(dir / kStateJson, j.str());
+  comm_->barrier();
 }
 
 Trainer Trainer::resume(const fs::path& dir, const TrainCorpus& corpus, TrainOptions opts,
-                        std::unique_ptr<TrainBackend> backend) {
+                        std::unique_ptr<TrainBackend> backend, Communicator* comm) {
   const fs::path json_path = dir / kStateJson;
   const std::string text = read_text(json_path);
   rapidjson::Document d;
@@ -259,6 +417,16 @@ Trainer Trainer::resume(const fs::path& dir, const TrainCorpus& corpus, TrainOpt
     if (!d["drop_last"].IsBool()) throw Error(cat(json_path.string(), ": field \"drop_last\" must be true or false"));
     o.drop_last = d["drop_last"].GetBool();
   }
+  // The batches of a step depend on how many ranks share it (world size × accumulate): resuming with
+  // another count would change the rest of the run. Checkpoints from before data parallelism had one.
+  o.accumulate = opts.accumulate;
+  const int64_t world = comm ? comm->world_size() : 1;
+  const int64_t saved_ranks = d.HasMember("data_ranks") ? i64("data_ranks") : 1;
+  if (saved_ranks != world * o.accumulate)
+    throw Error(cat(json_path.string(), ": written by a run whose steps were split into ", saved_ranks,
+                    " batches (world size x --accumulate); this run has ", world, " x ", o.accumulate,
+                    ": resume with the same product, e.g. mpirun -np ", saved_ranks, " or --accumulate ",
+                    saved_ranks));
   o.lr.lr = dbl("lr");
   o.lr.warmup_steps = i64("warmup_steps");
   o.lr.min_ratio = dbl("lr_min_ratio");
@@ -290,7 +458,7 @@ Trainer Trainer::resume(const fs::path& dir, const TrainCorpus& corpus, TrainOpt
   std::vector<NamedTensor> ts = trainable_tensors(w);
   for (NamedTensor& t : ts) *t.data = tensor(t.name, t.data->size());
   w.z_L_init = tensor("model.z_L_init", w.z_L_init.size());
-  Trainer tr(std::move(cfg), std::move(w), corpus, o, std::move(backend));
+  Trainer tr(std::move(cfg), std::move(w), corpus, o, std::move(backend), comm);
   std::vector<NamedTensor> live = trainable_tensors(tr.w_);
   for (size_t i = 0; i < live.size(); ++i) {
     tr.opt_.m()[i] = tensor("optim.m." + live[i].name, live[i].data->size());
@@ -306,11 +474,17 @@ Trainer Trainer::resume(const fs::path& dir, const TrainCorpus& corpus, TrainOpt
     if (!ts_json[i].IsInt64()) throw Error(cat(json_path.string(), ": \"tensor_steps\"[", i, "] must be an integer"));
     tr.opt_.tensor_steps()[i] = ts_json[i].GetInt64();
   }
-  tr.packer_.seek(i64("data_epoch"), i64("data_cursor"));
+  for (Packer& p : tr.packers_) p.seek(i64("data_epoch"), i64("data_cursor"));
+  tr.check_replicas();
   return tr;
 }
 
 void Trainer::export_hf(const fs::path& dir) const {
+  check_replicas();
+  if (comm_->rank() != 0) {
+    comm_->barrier();
+    return;
+  }
   fs::create_directories(dir);
   const ModelWeights e = opt_.ema_weights(w_);
   const int64_t D = cfg_.hidden_size, A = cfg_.attn_dim(), I = cfg_.intermediate_size, V = cfg_.vocab_size;
@@ -334,6 +508,7 @@ void Trainer::export_hf(const fs::path& dir) const {
   stack(e.L, "L_module");
   w.write_checkpoint(dir);
   write_text(dir / "config.json", hf_config_json(cfg_));
+  comm_->barrier();
 }
 
 }  // namespace hrm

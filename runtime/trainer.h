@@ -8,9 +8,20 @@
 // so nothing else is needed to resume; the CPU backend is deterministic for any thread count, so a
 // resumed run equals an uninterrupted one bit for bit. The export (`hf/` under the output directory by default) holds
 // config.json + model.safetensors in the released fused layout (`attn.gqkv_proj` = gate,q,k,v rows;
-// `mlp.gate_up_proj`), fp32, loadable by hrm::Model::load and transformers. One process is one rank:
-// the data-parallel exchange (and with it a world size above 1) waits for the GPU trainer.
-// Not for: the gradient maths (train.h), the optimizer maths (optimizer.h), data parsing (data.h).
+// `mlp.gate_up_proj`), fp32, loadable by hrm::Model::load and transformers.
+//
+// Data parallelism (DESIGN §6's 2 nodes × 8 GPUs): with a Communicator of world size W, every rank
+// holds the full model and optimizer state; a step packs like W × `accumulate` ranks (one Packer per
+// micro-batch, virtual rank rank·accumulate + a), the global loss-token count is all-reduced first,
+// every micro-batch's gradient is taken of its summed cross-entropy divided by that GLOBAL count and
+// added up, then the gradients (and loss, accuracy, token counts, which tensors were reached) are
+// sum-all-reduced, and every rank applies the same Adam-atan2 step — the update one process makes on
+// the union of the ranks' batches, up to the order of the fp32 sums. Rank 0's weights are broadcast
+// at construction; save_checkpoint and export_hf are collective (every rank calls them, rank 0 writes)
+// and first check that every rank holds the same state. A single process with accumulate = N packs
+// exactly the global batches of N ranks.
+// Not for: the gradient maths (train.h), the optimizer maths (optimizer.h), data parsing (data.h), the
+// transport (dist.h).
 //
 // Example:
 //   hrm::Trainer t(cfg, hrm::init_weights(cfg, seed), corpus, opts, hrm::make_cpu_train_backend());
@@ -22,9 +33,11 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "runtime/config.h"
 #include "runtime/data.h"
+#include "runtime/dist.h"
 #include "runtime/model.h"
 #include "runtime/optimizer.h"
 #include "runtime/train.h"
@@ -45,6 +58,9 @@ struct TrainOptions {
   uint64_t seed = 0;
   Packing packing = Packing::kMultipack;  // the reference's sampler (data.h)
   bool drop_last = false;                 // the reference drops each epoch's last step (PackerOptions)
+  // Micro-batches per rank and step, run one after another (gradient accumulation): a step packs like
+  // world_size × accumulate ranks of batch_tokens each.
+  int64_t accumulate = 1;
   LrSchedule lr;
   AdamAtan2Config optim;
   BpSchedule bp;
@@ -56,42 +72,58 @@ struct StepStats {
   double accuracy = 0;    // argmax == label over loss tokens
   double lr = 0;
   int64_t bp_steps = 0;
-  int64_t tokens = 0;     // packed tokens of the batch
-  int64_t loss_tokens = 0;
+  int64_t tokens = 0;     // packed tokens of the step (all ranks and micro-batches)
+  int64_t loss_tokens = 0;  // the same, loss tokens; loss and accuracy are over these
   int64_t epoch = 0;
   double seconds = 0;     // wall time of the step
+  double comm_seconds = 0;  // of which in collectives (with waiting for the slowest rank); 0 with one
 };
 
 class Trainer {
  public:
+  // `comm` (not owned; null = one process) must outlive the trainer. With several ranks the
+  // constructor is collective: rank 0's `init` is broadcast, and the ranks' options are compared.
   Trainer(ModelConfig cfg, ModelWeights init, const TrainCorpus& corpus, TrainOptions opts,
-          std::unique_ptr<TrainBackend> backend);
+          std::unique_ptr<TrainBackend> backend, Communicator* comm = nullptr);
 
   // Resumes from a checkpoint directory written by save_checkpoint. Every hyperparameter comes from the
   // checkpoint; only opts.steps (> 0) may extend the run (it also moves the bp warm-up point, so keep
-  // it unchanged to reproduce an uninterrupted run). Throws hrm::Error naming the file when it is
-  // missing, belongs to another model shape, or lacks a tensor.
+  // it unchanged to reproduce an uninterrupted run), and opts.accumulate is taken as given. Every rank
+  // reads the directory (a shared filesystem on several machines). Throws hrm::Error naming the file
+  // when it is missing, belongs to another model shape, lacks a tensor, or was written with another
+  // number of data-parallel ranks (world_size × accumulate: the batches would differ).
   static Trainer resume(const std::filesystem::path& checkpoint_dir, const TrainCorpus& corpus,
-                        TrainOptions opts, std::unique_ptr<TrainBackend> backend);
+                        TrainOptions opts, std::unique_ptr<TrainBackend> backend, Communicator* comm = nullptr);
 
+  // One optimizer step (collective).
   StepStats step();
+  // Collective: every rank calls them, after checking that all ranks hold the same state; rank 0 writes.
   void save_checkpoint(const std::filesystem::path& dir) const;
   void export_hf(const std::filesystem::path& dir) const;  // the EMA weights (the raw ones if EMA is off)
+  // Collective: throws hrm::Error on every rank unless every rank holds rank 0's options, data position,
+  // weights and optimizer state (compared by a 64-bit fingerprint).
+  void check_replicas() const;
 
   int64_t step_count() const { return opt_.steps(); }
   const ModelConfig& config() const { return cfg_; }
   const ModelWeights& weights() const { return w_; }
   const AdamAtan2& optimizer() const { return opt_; }
-  const Packer& packer() const { return packer_; }
+  const Packer& packer() const { return packers_.front(); }  // this rank's first micro-batch
   const TrainOptions& options() const { return opts_; }
+  Communicator& communicator() const { return *comm_; }
+  int64_t data_ranks() const { return comm_->world_size() * opts_.accumulate; }  // batches per step
 
  private:
+  uint64_t fingerprint() const;
+
+  std::unique_ptr<Communicator> own_comm_;  // the single-process one when none is given
+  Communicator* comm_;
   ModelConfig cfg_;
-  ModelWeights w_;
-  ModelWeights grads_;
+  ModelWeights w_;  // before opt_: the EMA starts from the broadcast weights
+  ModelWeights grads_, micro_grads_;  // micro_grads_: the 2nd.. micro-batch's (accumulate > 1)
   TrainOptions opts_;
   AdamAtan2 opt_;
-  Packer packer_;
+  std::vector<Packer> packers_;  // one per micro-batch
   std::unique_ptr<TrainBackend> backend_;
 };
 
