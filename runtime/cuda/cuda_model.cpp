@@ -151,31 +151,11 @@ CudaModel::CudaModel(const ModelConfig& cfg, const ModelWeights& w, Options opti
                                            gu_.bytes() + mid_.bytes() + partial_.bytes());
   ensure_logits(opt_.max_seqs);
 
-  // Step metadata: fixed offsets, each 16-byte aligned.
-  max_pages_per_seq_ = (cfg.max_position_embeddings + opt_.page_tokens - 1) / opt_.page_tokens;
-  const size_t S = static_cast<size_t>(opt_.max_seqs), Tr = static_cast<size_t>(T);
-  const size_t seq_ints = sizeof(AttnSeq) / sizeof(int32_t), tile_ints = sizeof(AttnTile) / sizeof(int32_t);
-  size_t at = 0;
-  auto take = [&](size_t n) {
-    const size_t off = at;
-    at += (n + 3) / 4 * 4;
-    return off;
-  };
-  meta_.tokens = take(Tr);
-  meta_.positions = take(Tr);
-  meta_.row_page = take(Tr);
-  meta_.row_off = take(Tr);
-  meta_.out_rows = take(std::max(Tr, S));
-  meta_.prefill_seqs = take(S * seq_ints);
-  meta_.decode_seqs = take(S * seq_ints);
-  meta_.tiles = take((Tr / kPrefillTileRows + S + 1) * tile_ints);
-  meta_.tables = take(S * static_cast<size_t>(max_pages_per_seq_));
-  meta_.temperature = take(S);
-  meta_.u = take(S);
-  meta_.next = take(S);
-  meta_.total = at;
-  meta_dev_ = DeviceBuffer(at * sizeof(int32_t));
-  meta_host_ = PinnedBuffer(at * sizeof(int32_t));
+  // Step metadata at fixed offsets (captured graphs read it in place).
+  const int64_t max_pages_per_seq = (cfg.max_position_embeddings + opt_.page_tokens - 1) / opt_.page_tokens;
+  meta_ = StepLayout::make(T, opt_.max_seqs, max_pages_per_seq);
+  meta_dev_ = DeviceBuffer(meta_.total * sizeof(int32_t));
+  meta_host_ = PinnedBuffer(meta_.total * sizeof(int32_t));
 
   // The paged KV cache takes what is left (or the budget asked for). Page 0 is scratch for padding rows.
   kv_.dtype = opt_.kv_dtype;
@@ -191,15 +171,14 @@ CudaModel::CudaModel(const ModelConfig& cfg, const ModelWeights& w, Options opti
     // Leave room for cuBLAS, graphs and the CUDA context's growth: 1 GiB plus 5% of what is free.
     budget = static_cast<int64_t>(free_b) - (int64_t{1} << 30) - static_cast<int64_t>(free_b / 20);
   }
-  num_pages_ = budget / page_bytes_ + 1;
-  if (num_pages_ < 2)
+  const int64_t pages = budget / page_bytes_;  // plus the scratch page 0
+  if (pages < 1)
     throw Error(cat("CUDA backend: a KV-cache budget of ", budget, " bytes holds no page of ", page_bytes_,
                     " bytes (", opt_.page_tokens, " tokens x ", cfg.kv_slots(), " slots); ", free_b,
                     " bytes of GPU memory are free"));
-  pool_ = DeviceBuffer(static_cast<size_t>(num_pages_ * page_bytes_));
+  pool_ = DeviceBuffer(static_cast<size_t>((pages + 1) * page_bytes_));
   kv_.pool = pool_.as<void>();
-  free_pages_.reserve(num_pages_);
-  for (int64_t p = num_pages_ - 1; p >= 1; --p) free_pages_.push_back(static_cast<int32_t>(p));
+  cache_ = std::make_unique<PagedCache>(pages, opt_.page_tokens, cfg.max_position_embeddings, V_);
 }
 
 CudaModel::~CudaModel() {
@@ -219,23 +198,9 @@ void CudaModel::ensure_logits(int rows) {
   logits_rows_ = rows;
 }
 
-void CudaModel::open(uint64_t seq) {
-  HRM_CHECK(!seqs_.contains(seq), "CUDA backend: sequence ", seq, " is already open");
-  seqs_.emplace(seq, Seq{});
-}
-
-void CudaModel::close(uint64_t seq) {
-  auto it = seqs_.find(seq);
-  HRM_CHECK(it != seqs_.end(), "CUDA backend: sequence ", seq, " is not open");
-  free_pages_.insert(free_pages_.end(), it->second.pages.begin(), it->second.pages.end());
-  seqs_.erase(it);
-}
-
-int64_t CudaModel::length(uint64_t seq) const {
-  auto it = seqs_.find(seq);
-  HRM_CHECK(it != seqs_.end(), "CUDA backend: sequence ", seq, " is not open");
-  return it->second.length;
-}
+void CudaModel::open(uint64_t seq) { cache_->open(seq); }
+void CudaModel::close(uint64_t seq) { cache_->close(seq); }
+int64_t CudaModel::length(uint64_t seq) const { return cache_->length(seq); }
 
 int CudaModel::decode_splits(int seqs) const {
   if (seqs == 0) return 1;
@@ -244,91 +209,8 @@ int CudaModel::decode_splits(int seqs) const {
 }
 
 CudaModel::Plan CudaModel::prepare(std::span<const Input> inputs, bool all_logits, int pad_to) {
-  HRM_CHECK(!inputs.empty(), "CUDA backend: a step needs at least one sequence");
-  const int n = static_cast<int>(inputs.size());
-  const int S = std::max(n, pad_to);
-  if (S > opt_.max_seqs)
-    throw Error(cat("CUDA backend: ", S, " sequences in one step, more than max_seqs = ", opt_.max_seqs));
-  int64_t total = 0;
-  for (int i = 0; i < n; ++i) {
-    const Input& in = inputs[i];
-    auto it = seqs_.find(in.seq);
-    HRM_CHECK(it != seqs_.end(), "CUDA backend: sequence ", in.seq, " is not open");
-    const Seq& s = it->second;
-    const int64_t len = static_cast<int64_t>(in.tokens.size());
-    HRM_CHECK(len > 0, "step input ", i, " has no tokens");
-    HRM_CHECK(in.prefix >= 0 && in.prefix <= len, "prefix count ", in.prefix, " outside [0, ", len, "] (sequence ", i,
-              ")");
-    HRM_CHECK(in.prefix == 0 || s.length == s.prefix, "prefix tokens cannot follow response tokens (sequence ", i,
-              ")");
-    if (s.length + len > cfg_.max_position_embeddings)
-      throw Error(cat("sequence of ", s.length + len, " tokens exceeds max_position_embeddings = ",
-                      cfg_.max_position_embeddings));
-    for (TokenId t : in.tokens)
-      if (t < 0 || t >= V_) throw Error(cat("token id ", t, " out of range [0, ", V_, ")"));
-    total += len;
-  }
-  if (total + (S - n) > max_tokens_)
-    throw Error(cat("CUDA backend: ", total, " token rows in one step, more than max_step_tokens = ", max_tokens_));
-
-  int32_t* m = meta_host_.as<int32_t>();
-  int32_t* tokens = m + meta_.tokens;
-  int32_t* positions = m + meta_.positions;
-  int32_t* row_page = m + meta_.row_page;
-  int32_t* row_off = m + meta_.row_off;
-  int32_t* out_rows = m + meta_.out_rows;
-  auto* pre = reinterpret_cast<AttnSeq*>(m + meta_.prefill_seqs);
-  auto* dec = reinterpret_cast<AttnSeq*>(m + meta_.decode_seqs);
-  auto* tiles = reinterpret_cast<AttnTile*>(m + meta_.tiles);
-  int32_t* tables = m + meta_.tables;
-  const int32_t PT = opt_.page_tokens;
-
   Plan p;
-  for (int i = 0; i < n; ++i) {
-    const Input& in = inputs[i];
-    Seq& s = seqs_.at(in.seq);
-    const int32_t nq = static_cast<int32_t>(in.tokens.size());
-    const int32_t q_start = static_cast<int32_t>(s.length), n_kv = q_start + nq;
-    const size_t pages = static_cast<size_t>((n_kv + PT - 1) / PT);
-    while (s.pages.size() < pages) {
-      if (free_pages_.empty())
-        throw Error(cat("CUDA backend: the KV cache is out of pages (", pages_total(),
-                        " in all); the engine's admission control should have prevented this"));
-      s.pages.push_back(free_pages_.back());
-      free_pages_.pop_back();
-    }
-    for (int32_t j = 0; j < nq; ++j) {
-      const int r = p.rows + j, pos = q_start + j;
-      tokens[r] = in.tokens[j];
-      positions[r] = pos;
-      row_page[r] = s.pages[pos / PT];
-      row_off[r] = pos % PT;
-    }
-    const int32_t table0 = i * static_cast<int32_t>(max_pages_per_seq_);
-    std::copy(s.pages.begin(), s.pages.end(), tables + table0);
-    const AttnSeq a{p.rows, nq, q_start, n_kv, static_cast<int32_t>(s.prefix + in.prefix), table0};
-    if (nq == 1) {
-      dec[p.decode_seqs++] = a;
-    } else {
-      for (int32_t q0 = 0; q0 < nq; q0 += kPrefillTileRows) tiles[p.tiles++] = AttnTile{p.prefill_seqs, q0};
-      pre[p.prefill_seqs++] = a;
-    }
-    if (all_logits)
-      for (int32_t j = 0; j < nq; ++j) out_rows[p.out_rows++] = p.rows + j;
-    else
-      out_rows[p.out_rows++] = p.rows + nq - 1;
-    p.rows += nq;
-  }
-  // Padding rows (graph buckets): one token at position 0 in scratch page 0, outputs ignored.
-  for (int i = n; i < S; ++i) {
-    const int r = p.rows++;
-    tokens[r] = 0, positions[r] = 0, row_page[r] = 0, row_off[r] = 0;
-    const int32_t table0 = i * static_cast<int32_t>(max_pages_per_seq_);
-    tables[table0] = 0;
-    dec[p.decode_seqs++] = AttnSeq{r, 1, 0, 1, 0, table0};
-    out_rows[p.out_rows++] = r;
-  }
-  p.seqs = S;
+  static_cast<StepPlan&>(p) = cache_->plan(inputs, all_logits, pad_to, meta_, meta_host_.as<int32_t>());
   p.splits = decode_splits(p.decode_seqs);
   return p;
 }
@@ -349,7 +231,7 @@ void CudaModel::upload(const Plan& p, bool with_sampling) {
   copy(meta_.prefill_seqs, p.prefill_seqs * seq_ints);
   copy(meta_.decode_seqs, p.decode_seqs * seq_ints);
   copy(meta_.tiles, p.tiles * tile_ints);
-  copy(meta_.tables, static_cast<size_t>(p.seqs) * max_pages_per_seq_);
+  copy(meta_.tables, static_cast<size_t>(p.seqs) * static_cast<size_t>(meta_.max_pages_per_seq));
   if (with_sampling) {
     copy(meta_.temperature, p.out_rows);
     copy(meta_.u, p.out_rows);
@@ -472,14 +354,6 @@ void CudaModel::sample(const Plan& p) {
   });
 }
 
-void CudaModel::commit(std::span<const Input> inputs) {
-  for (const Input& in : inputs) {
-    Seq& s = seqs_.at(in.seq);
-    s.length += static_cast<int64_t>(in.tokens.size());
-    s.prefix += in.prefix;
-  }
-}
-
 std::vector<std::vector<float>> CudaModel::step_logits(std::span<const Input> inputs, bool all_logits) {
   Plan p = prepare(inputs, all_logits, 0);
   ensure_logits(p.out_rows);
@@ -490,7 +364,7 @@ std::vector<std::vector<float>> CudaModel::step_logits(std::span<const Input> in
                                  cudaMemcpyDeviceToHost, stream_));
   HRM_CUDA_CHECK(cudaStreamSynchronize(stream_));
   collect_profile();
-  commit(inputs);
+  cache_->commit(inputs);
   std::vector<std::vector<float>> out(inputs.size());
   size_t row = 0;
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -548,7 +422,7 @@ void CudaModel::step_sample(std::span<const Input> inputs, std::span<const float
   HRM_CUDA_CHECK(cudaStreamSynchronize(stream_));
   collect_profile();
   for (size_t i = 0; i < n; ++i) next[i] = next_h[i];
-  commit(inputs);
+  cache_->commit(inputs);
 }
 
 }  // namespace hrm::cuda

@@ -19,12 +19,14 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <string>
 #include <span>
-#include <unordered_map>
 #include <vector>
 
 #include "runtime/config.h"
 #include "runtime/cuda/kernels.h"
+#include "runtime/cuda/step_plan.h"
 #include "runtime/model.h"
 
 namespace hrm::cuda {
@@ -76,12 +78,7 @@ class CudaModel {
     bool profile = false;         // time each kernel with CUDA events (no graphs then)
   };
 
-  // One sequence's share of a step (as hrm::StepInput): `prefix` leading tokens extend the prefix.
-  struct Input {
-    uint64_t seq = 0;
-    std::span<const TokenId> tokens;
-    int64_t prefix = 0;
-  };
+  using Input = PagedCache::Input;  // {seq, tokens, prefix}: as hrm::StepInput
 
   CudaModel(const ModelConfig& cfg, const ModelWeights& w, Options options);
   ~CudaModel();
@@ -91,8 +88,8 @@ class CudaModel {
   const ModelConfig& config() const { return cfg_; }
   int64_t page_tokens() const { return opt_.page_tokens; }
   int64_t page_bytes() const { return page_bytes_; }
-  int64_t pages_total() const { return num_pages_ - 1; }  // page 0 is the padding rows' scratch page
-  int64_t pages_free() const { return static_cast<int64_t>(free_pages_.size()); }
+  int64_t pages_total() const { return cache_->pages_total(); }  // the scratch page 0 not counted
+  int64_t pages_free() const { return cache_->pages_free(); }
   int64_t max_step_tokens() const { return max_tokens_; }
   int max_seqs() const { return opt_.max_seqs; }
   int64_t weight_bytes() const { return weight_bytes_; }
@@ -123,26 +120,15 @@ class CudaModel {
   struct Block {
     DeviceBuffer gqkv, o, gu, down;  // bf16 [4A, D], [D, A], [2I, D], [D, I]
   };
-  struct Seq {
-    std::vector<int32_t> pages;
-    int64_t length = 0, prefix = 0;
-  };
-  // Counts of one prepared step.
-  struct Plan {
-    int rows = 0, seqs = 0, prefill_seqs = 0, tiles = 0, decode_seqs = 0, out_rows = 0, splits = 1;
-  };
-  // The step's metadata at fixed offsets (int32 units) of one device buffer and its pinned mirror, so
-  // captured graphs find it where they expect it.
-  struct MetaLayout {
-    size_t tokens, positions, row_page, row_off, out_rows, prefill_seqs, decode_seqs, tiles, tables, temperature,
-        u, next, total;
+  // A planned step and its decode split count.
+  struct Plan : StepPlan {
+    int splits = 1;
   };
 
   Plan prepare(std::span<const Input> inputs, bool all_logits, int pad_to);
   void upload(const Plan& p, bool with_sampling);
   void forward(const Plan& p);
   void sample(const Plan& p);
-  void commit(std::span<const Input> inputs);
   void gemm(const bf16* x, int rows, int in, const bf16* w, int out, void* y, bool y_f32, float beta);
   void ensure_logits(int rows);
   int decode_splits(int seqs) const;
@@ -156,7 +142,7 @@ class CudaModel {
   std::string device_name_;
   int sm_count_ = 0;
   int64_t D_, A_, I_, V_;
-  int64_t max_tokens_ = 0, max_pages_per_seq_ = 0;
+  int64_t max_tokens_ = 0;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   DeviceBuffer cublas_workspace_;
@@ -174,17 +160,16 @@ class CudaModel {
   int logits_rows_ = 0;
   int64_t activation_bytes_ = 0;
 
-  // Step metadata.
-  MetaLayout meta_{};
+  // Step metadata: fixed offsets into one device buffer and its pinned host mirror.
+  StepLayout meta_{};
   DeviceBuffer meta_dev_;
   PinnedBuffer meta_host_;
 
-  // Paged KV cache.
+  // Paged KV cache: the pool on the GPU, its bookkeeping on the host.
   KvLayout kv_{};
   DeviceBuffer pool_;
-  int64_t page_bytes_ = 0, num_pages_ = 0;
-  std::vector<int32_t> free_pages_;
-  std::unordered_map<uint64_t, Seq> seqs_;
+  int64_t page_bytes_ = 0;
+  std::unique_ptr<PagedCache> cache_;
 
   // Decode graphs per padded batch size.
   std::map<int, cudaGraphExec_t> graphs_;

@@ -20,6 +20,8 @@
 
 #include <cstdint>
 
+#include "runtime/cuda/step_plan.h"  // AttnSeq, AttnTile
+
 namespace hrm::cuda {
 
 using bf16 = __nv_bfloat16;
@@ -35,23 +37,6 @@ struct KvLayout {
   int32_t heads = 0, head_dim = 0;
   int64_t page_elems() const { return int64_t{slots} * 2 * page_tokens * heads * head_dim; }
 };
-
-// One sequence's view for an attention launch. Positions are absolute within the sequence.
-struct AttnSeq {
-  int32_t row0;        // first of its rows in the step's token rows
-  int32_t n_q;         // new tokens (query rows) in this step
-  int32_t q_start;     // position of its first new token (= cached tokens before the step)
-  int32_t n_kv;        // tokens in the cache after the step (= q_start + n_q)
-  int32_t prefix_len;  // bidirectional prefix length after the step
-  int32_t table0;      // offset of its block table in the step's table array
-};
-
-// One 64-row query tile of a prefill launch.
-struct AttnTile {
-  int32_t seq;  // index into the AttnSeq array
-  int32_t q0;   // first query row of the tile, relative to the sequence's new tokens
-};
-inline constexpr int kPrefillTileRows = 64;
 
 // zH[r] = embed[tokens[r]] * scale and zL[r] = z_L_init, fp32 rows of width `dim`.
 void embed(const int32_t* tokens, int rows, const float* embed_table, const float* z_L_init, int dim,
