@@ -107,10 +107,11 @@ void run_train(const TrainArgs& a, Communicator& comm) {
   if (a.accumulate < 1) throw Error(cat("--accumulate must be at least 1, got ", a.accumulate));
   const int64_t data_ranks = comm.world_size() * a.accumulate;
   if (data_ranks > 1)
-    note("data parallel: %s, %d ranks x %lld micro-batches of --batch-tokens %lld = %lld tokens per step at most%s\n",
-         comm.name().c_str(), comm.world_size(), static_cast<long long>(a.accumulate),
-         static_cast<long long>(a.batch_tokens), static_cast<long long>(data_ranks * a.batch_tokens),
-         threads > 0 ? cat(", ", threads, " threads per rank").c_str() : "");
+    note("data parallel: %s, %d rank%s x %lld batch%s of --batch-tokens %lld = %lld tokens per step at most%s\n",
+         comm.name().c_str(), comm.world_size(), comm.world_size() == 1 ? "" : "s",
+         static_cast<long long>(a.accumulate), a.accumulate == 1 ? "" : "es", static_cast<long long>(a.batch_tokens),
+         static_cast<long long>(data_ranks * a.batch_tokens),
+         threads > 0 ? cat(", ", threads, " thread", threads == 1 ? "" : "s", " per rank").c_str() : "");
 
   TrainOptions o;
   o.steps = a.steps;

@@ -119,11 +119,11 @@ TEST_F(DistCli, TwoRanksMatchOneProcessOnTheSameGlobalBatches) {
   // 2 ranks × 200 tokens, against 1 process × 2 micro-batches × 200 tokens: the same multipack plan.
   const test::CmdResult two = shell(mpirun(2, common + " --steps 4 --out " + (dir_ / "mpi").string()));
   ASSERT_EQ(two.status, 0) << two.out;
-  EXPECT_EQ(count(two.out, "data parallel: mpi, 2 ranks x 1 micro-batches"), 1u) << two.out;
+  EXPECT_EQ(count(two.out, "data parallel: mpi, 2 ranks x 1 batch of --batch-tokens 200"), 1u) << two.out;
   EXPECT_EQ(count(two.out, "step 4/4"), 1u) << "progress from rank 0 only\n" << two.out;
   const test::CmdResult one = shell(bin_ + " " + common + " --steps 4 --accumulate 2 --out " + (dir_ / "one").string());
   ASSERT_EQ(one.status, 0) << one.out;
-  EXPECT_NE(one.out.find("data parallel: single, 1 ranks x 2 micro-batches"), std::string::npos) << one.out;
+  EXPECT_NE(one.out.find("data parallel: single, 1 rank x 2 batches of --batch-tokens 200"), std::string::npos) << one.out;
 
   // The loss log (global loss, accuracy, token counts) line for line, up to the timing fields.
   const auto a = lines(dir_ / "mpi" / "loss.jsonl"), b = lines(dir_ / "one" / "loss.jsonl");
