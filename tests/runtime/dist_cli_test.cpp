@@ -85,6 +85,10 @@ class DistCli : public ::testing::Test {
   void SetUp() override {
     mpirun_ = find_on_path("mpirun");
     if (mpirun_.empty()) GTEST_SKIP() << "mpirun not installed (scripts/setup.sh installs openmpi-bin)";
+    // An mpirun that cannot start two processes here (no shared memory, a sandbox) is the
+    // environment's problem, not hrmbench's.
+    const test::CmdResult probe = shell(mpirun_ + " -np 2 --oversubscribe --allow-run-as-root true");
+    if (probe.status != 0) GTEST_SKIP() << "mpirun cannot start 2 processes here:\n" << probe.out;
     bin_ = std::getenv("HRM_BINARY") ? std::getenv("HRM_BINARY") : "";
     ASSERT_FALSE(bin_.empty()) << "HRM_BINARY not set";
     dir_ = fs::temp_directory_path() / ("hrm_dist_cli_" + std::to_string(::getpid()));
