@@ -1,5 +1,5 @@
-// The single-process and MPI communicators, and how a process learns whether an MPI launcher started
-// it (see dist.h).
+// The single-process and MPI communicators, and how a process learns whether an MPI launcher
+// started it (see dist.h).
 #include "runtime/dist.h"
 
 #include <algorithm>
@@ -74,8 +74,9 @@ class Mpi final : public Communicator {
     mpi_check(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
     mpi_check(MPI_Comm_size(MPI_COMM_WORLD, &world_), "MPI_Comm_size");
     MPI_Comm node = MPI_COMM_NULL;
-    mpi_check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node),
-              "MPI_Comm_split_type");
+    mpi_check(
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node),
+        "MPI_Comm_split_type");
     mpi_check(MPI_Comm_rank(node, &local_rank_), "MPI_Comm_rank (node)");
     mpi_check(MPI_Comm_size(node, &local_size_), "MPI_Comm_size (node)");
     MPI_Comm_free(&node);
@@ -107,7 +108,8 @@ class Mpi final : public Communicator {
   void reduce(T* data, size_t n, MPI_Datatype type) {
     for (size_t at = 0; at < n; at += kMaxMpiCount) {
       const int count = static_cast<int>(std::min(kMaxMpiCount, n - at));
-      mpi_check(MPI_Allreduce(MPI_IN_PLACE, data + at, count, type, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+      mpi_check(MPI_Allreduce(MPI_IN_PLACE, data + at, count, type, MPI_SUM, MPI_COMM_WORLD),
+                "MPI_Allreduce");
     }
   }
 
@@ -117,20 +119,24 @@ class Mpi final : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_single_process_communicator() { return std::make_unique<SingleProcess>(); }
+std::unique_ptr<Communicator> make_single_process_communicator() {
+  return std::make_unique<SingleProcess>();
+}
 
 LaunchEnvironment launch_environment() {
   // Open MPI's mpirun and MPICH/Intel MPI's Hydra (PMI) announce the world size and rank in the
-  // environment; a PMIx launcher (Slurm's srun --mpi=pmix) at least the rank. (Slurm's SLURM_NTASKS is
-  // not a sign: a batch script that runs one hrmbench inside a many-task allocation sets it too.)
+  // environment; a PMIx launcher (Slurm's srun --mpi=pmix) at least the rank. (Slurm's SLURM_NTASKS
+  // is not a sign: a batch script that runs one hrmbench inside a many-task allocation sets it
+  // too.)
   struct Vars {
     const char *size, *rank;
   };
-  for (const Vars v : {Vars{"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"}, Vars{"PMI_SIZE", "PMI_RANK"},
-                       Vars{nullptr, "PMIX_RANK"}}) {
+  for (const Vars v : {Vars{"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"},
+                       Vars{"PMI_SIZE", "PMI_RANK"}, Vars{nullptr, "PMIX_RANK"}}) {
     const int size = env_int(v.size), rank = env_int(v.rank);
     if (size < 1 && rank < 0) continue;
-    return {.under_mpi_launcher = true, .world_size = size < 1 ? 1 : size, .rank = rank < 0 ? 0 : rank};
+    return {
+        .under_mpi_launcher = true, .world_size = size < 1 ? 1 : size, .rank = rank < 0 ? 0 : rank};
   }
   return {};
 }
@@ -144,9 +150,10 @@ std::unique_ptr<Communicator> make_communicator() {
   return std::make_unique<Mpi>();
 #else
   if (env.world_size > 1)
-    throw Error(cat("started by an MPI launcher as rank ", env.rank, " of ", env.world_size,
-                    ", but this hrmbench was built without MPI: install libopenmpi-dev (scripts/setup.sh) and "
-                    "rebuild, or run without mpirun"));
+    throw Error(cat(
+        "started by an MPI launcher as rank ", env.rank, " of ", env.world_size,
+        ", but this hrmbench was built without MPI: install libopenmpi-dev (scripts/setup.sh) and "
+        "rebuild, or run without mpirun"));
   return make_single_process_communicator();
 #endif
 }

@@ -1,30 +1,32 @@
 // Data-parallel communication: the few collectives a data-parallel trainer needs (sum all-reduce,
-// broadcast, barrier), behind one small interface, so that the trainer does not know whether it talks
-// to nothing (one process), to MPI (CPU processes on one or several machines) or, later, to NCCL.
+// broadcast, barrier), behind one small interface, so that the trainer does not know whether it
+// talks to nothing (one process), to MPI (CPU processes on one or several machines) or, later, to
+// NCCL.
 //
 // Implementations:
-//   * single process (world 1): every collective is a no-op; what `hrmbench train` uses unless it was
-//     started by an MPI launcher;
+//   * single process (world 1): every collective is a no-op; what `hrmbench train` uses unless an
+//     MPI launcher started it;
 //   * MPI (built when CMake finds MPI, HRM_HAVE_MPI): MPI_COMM_WORLD; MPI_Init_thread(FUNNELED) in
 //     the constructor, MPI_Finalize in the destructor, so at most one MPI communicator per process;
 //     buffers are host memory;
-//   * NCCL (not written yet — there is no CUDA training path): a CUDA trainer would implement this
-//     same interface in runtime/cuda/ (e.g. `make_nccl_communicator(const Communicator& bootstrap)`),
-//     using the MPI communicator to broadcast the ncclUniqueId from rank 0 (ncclGetUniqueId →
-//     broadcast → ncclCommInitRank(world_size, id, rank)), picking the device with local_rank(), and
-//     mapping all_reduce_sum to ncclAllReduce(ncclSum) and broadcast to ncclBroadcast on the
-//     trainer's stream. The spans below are only a pointer and a length — no implementation here
-//     reads them outside its collective — so the same calls take device pointers there;
-//     `device_memory()` says which kind of memory a communicator expects.
+//   * NCCL (not written yet: there is no CUDA training path): a CUDA trainer would implement this
+//     same interface in runtime/cuda/, e.g. `make_nccl_communicator(Communicator& bootstrap)`,
+//     using the MPI communicator to broadcast the ncclUniqueId from rank 0 (ncclGetUniqueId,
+//     broadcast, ncclCommInitRank(world_size, id, rank)), picking the device with local_rank(),
+//     and mapping all_reduce_sum to ncclAllReduce(ncclSum) and broadcast to ncclBroadcast on the
+//     trainer's stream. The spans below are only a pointer and a length, never read outside the
+//     collective, so the same calls take device pointers there; `device_memory()` says which
+//     kind of memory a communicator expects.
 //
 // Every collective must be called by every rank, in the same order, with the same element counts
-// (the MPI rule). After all_reduce_sum every rank holds the same values: with two ranks that is a + b
-// exactly; with more, the association of the sum is the library's (fixed for a given library and
-// world size, not necessarily rank order). Not for: deciding what a rank trains on (data.h's Packer
-// does that from rank and world size), or the training step itself (trainer.h).
+// (the MPI rule). After all_reduce_sum every rank holds the same values: with two ranks that is
+// a + b exactly; with more, the association of the sum is the library's (fixed for a given library
+// and world size, not necessarily rank order). Not for: deciding what a rank trains on (data.h's
+// Packer does that from rank and world size), or the training step itself (trainer.h).
 //
 // Example:
-//   std::unique_ptr<hrm::Communicator> comm = hrm::make_communicator();  // MPI under mpirun, else one process
+//   // MPI when started by mpirun, else one process.
+//   std::unique_ptr<hrm::Communicator> comm = hrm::make_communicator();
 //   std::vector<float> grad = ...;
 //   comm->all_reduce_sum(std::span<float>(grad));
 //   if (comm->rank() == 0) write_checkpoint();
@@ -44,7 +46,8 @@ class Communicator {
   virtual std::string name() const = 0;  // "single", "mpi"
   virtual int rank() const = 0;          // [0, world_size)
   virtual int world_size() const = 0;
-  // This rank's place among the ranks on its machine (the GPU a CUDA rank would use) and their count.
+  // This rank's place among the ranks on its machine (the GPU a CUDA rank would use) and their
+  // count.
   virtual int local_rank() const = 0;
   virtual int local_size() const = 0;
   // Whether the buffers passed must be device memory (an NCCL communicator) or host memory (these).
@@ -77,9 +80,10 @@ LaunchEnvironment launch_environment();
 // Whether this binary was built with MPI.
 bool built_with_mpi();
 
-// MPI when this process was started by an MPI launcher, else a single process. Throws hrm::Error when
-// a launcher announces more than one rank but the binary was built without MPI (install libopenmpi-dev
-// and rebuild), rather than letting N processes each train alone on the whole corpus.
+// MPI when this process was started by an MPI launcher, else a single process. Throws hrm::Error
+// when a launcher announces more than one rank but the binary was built without MPI (install
+// libopenmpi-dev and rebuild), rather than letting N processes each train alone on the whole
+// corpus.
 std::unique_ptr<Communicator> make_communicator();
 
 // Broadcast helpers for typed host buffers.

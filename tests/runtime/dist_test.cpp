@@ -1,10 +1,11 @@
 // Data parallelism without MPI: the single-process communicator, the launcher detection, the
 // gradient normalisation by the global loss-token count (per-rank gradients add up to the union
-// batch's), and the Trainer run as two ranks on threads (a test communicator) against one process that
-// accumulates the same global batches. The MPI launch itself is tested in dist_cli_test.cpp.
+// batch's), and the Trainer run as two ranks on threads (a test communicator) against one process
+// that accumulates the same global batches. The MPI launch itself is tested in dist_cli_test.cpp.
 #include "runtime/dist.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <barrier>
 #include <cmath>
@@ -15,8 +16,6 @@
 #include <random>
 #include <thread>
 
-#include <unistd.h>
-
 #include "common/error.h"
 #include "runtime/trainer.h"
 
@@ -25,8 +24,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Ranks as threads of this process. Sums are formed in rank order on every rank, so all ranks get the
-// same bits (as MPI guarantees them) and two ranks give a + b exactly.
+// Ranks as threads of this process. Sums are formed in rank order on every rank, so all ranks get
+// the same bits (as MPI guarantees them) and two ranks give a + b exactly.
 class ThreadGroup {
  public:
   explicit ThreadGroup(int n) : n_(n), sync_(n), ptrs_(static_cast<size_t>(n)) {}
@@ -137,8 +136,8 @@ RunResult finish(Trainer& t, std::vector<StepStats> stats) {
   return r;
 }
 
-RunResult run(const ModelConfig& cfg, const TrainCorpus& corpus, const TrainOptions& o, uint64_t init_seed,
-              Communicator* comm = nullptr) {
+RunResult run(const ModelConfig& cfg, const TrainCorpus& corpus, const TrainOptions& o,
+              uint64_t init_seed, Communicator* comm = nullptr) {
   Trainer t(cfg, init_weights(cfg, init_seed), corpus, o, make_cpu_train_backend(), comm);
   std::vector<StepStats> stats;
   while (t.step_count() < o.steps) stats.push_back(t.step());
@@ -198,7 +197,8 @@ TEST(Dist, SingleProcessCommunicatorIsANoOp) {
 
 TEST(Dist, LaunchEnvironmentAndMissingMpi) {
   // What Open MPI's mpirun exports; the other launchers' variables are read the same way.
-  const char* vars[] = {"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "PMI_SIZE", "PMI_RANK", "PMIX_RANK"};
+  const char* vars[] = {"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "PMI_SIZE", "PMI_RANK",
+                        "PMIX_RANK"};
   for (const char* v : vars)
     if (std::getenv(v)) GTEST_SKIP() << "running under an MPI launcher (" << v << " is set)";
   EXPECT_FALSE(launch_environment().under_mpi_launcher);
@@ -245,8 +245,8 @@ TEST(Dist, ThreadCommunicatorSumsInRankOrder) {
 TEST(Dist, GlobalNormalisationGivesTheUnionGradient) {
   // Two ranks' batches of one multipack step, each with its gradient divided by the step's GLOBAL
   // loss-token count, add up to the gradient one process computes on the union of the two batches
-  // (its own token mean) — up to the order of the fp32 sums over rows. With each rank's own count (the
-  // mistake this guards against) they do not.
+  // (its own token mean) — up to the order of the fp32 sums over rows. With each rank's own count
+  // (the mistake this guards against) they do not.
   const ModelConfig cfg = shape_config("tiny", 256);
   const TrainCorpus corpus = random_corpus(40, 3);
   PackerOptions po{.batch_tokens = 64, .seed = 2, .world_size = 2};
@@ -256,7 +256,8 @@ TEST(Dist, GlobalNormalisationGivesTheUnionGradient) {
   const PackedBatch b0 = p0.next(), b1 = p1.next();
   ASSERT_GT(b0.size(), 0);
   ASSERT_GT(b1.size(), 0);
-  ASSERT_NE(b0.loss_tokens(), b1.loss_tokens()) << "pick batches whose counts differ, or the test is blind";
+  ASSERT_NE(b0.loss_tokens(), b1.loss_tokens())
+      << "pick batches whose counts differ, or the test is blind";
   const PackedBatch both = concat_batches(b0, b1);
   const int64_t n = both.loss_tokens();
   ASSERT_EQ(n, b0.loss_tokens() + b1.loss_tokens());
@@ -277,34 +278,38 @@ TEST(Dist, GlobalNormalisationGivesTheUnionGradient) {
   // Tolerance: 1e-5 of the tensor's largest entry. The per-row gradients are the same computation;
   // only the sums over rows (weight gradients) are associated differently (fp32, ~100 rows).
   constexpr double kTol = 1e-5;
-  std::vector<NamedTensor> tu = trainable_tensors(g_union), t0 = trainable_tensors(g0), t1 = trainable_tensors(g1),
-                           s0 = trainable_tensors(l0), s1 = trainable_tensors(l1);
+  std::vector<NamedTensor> tu = trainable_tensors(g_union), t0 = trainable_tensors(g0),
+                           t1 = trainable_tensors(g1), s0 = trainable_tensors(l0),
+                           s1 = trainable_tensors(l1);
   double worst = 0, worst_local = 0;
   for (size_t i = 0; i < tu.size(); ++i) {
     double scale = 0, diff = 0, diff_local = 0;
     for (size_t j = 0; j < tu[i].data->size(); ++j) {
       const double want = (*tu[i].data)[j];
       scale = std::max(scale, std::abs(want));
-      diff = std::max(diff, std::abs(static_cast<double>((*t0[i].data)[j] + (*t1[i].data)[j]) - want));
-      diff_local = std::max(diff_local, std::abs(static_cast<double>((*s0[i].data)[j] + (*s1[i].data)[j]) - want));
+      diff =
+          std::max(diff, std::abs(static_cast<double>((*t0[i].data)[j] + (*t1[i].data)[j]) - want));
+      diff_local = std::max(
+          diff_local, std::abs(static_cast<double>((*s0[i].data)[j] + (*s1[i].data)[j]) - want));
     }
     ASSERT_GT(scale, 0) << tu[i].name;
     EXPECT_LE(diff, kTol * scale) << tu[i].name;
     worst = std::max(worst, diff / scale);
     worst_local = std::max(worst_local, diff_local / scale);
   }
-  std::printf("union gradient vs sum of globally normalised rank gradients: worst %.3g of the tensor's max "
-              "(locally normalised: %.3g)\n",
-              worst, worst_local);
+  std::printf(
+      "union gradient vs sum of globally normalised rank gradients: worst %.3g of the tensor's max "
+      "(locally normalised: %.3g)\n",
+      worst, worst_local);
   EXPECT_GT(worst_local, 100 * kTol) << "local normalisation should be visibly wrong";
 }
 
 TEST(Dist, TwoRanksEqualOneProcessAccumulatingTwo) {
-  // The trainer on two ranks (threads) against one process with accumulate = 2: the same global batches,
-  // the same normaliser, and the gradient sum g0 + g1 formed the same way, so every step's statistics
-  // and the final weights, Adam moments and EMA are equal bit for bit — on both ranks. Rank 1 starts
-  // from other weights on purpose: rank 0's are broadcast. Six steps cross an epoch boundary whose last
-  // step leaves rank 1 an empty batch.
+  // The trainer on two ranks (threads) against one process with accumulate = 2: the same global
+  // batches, the same normaliser, and the gradient sum g0 + g1 formed the same way, so every step's
+  // statistics and the final weights, Adam moments and EMA are equal bit for bit — on both ranks.
+  // Rank 1 starts from other weights on purpose: rank 0's are broadcast. Six steps cross an epoch
+  // boundary whose last step leaves rank 1 an empty batch.
   const ModelConfig cfg = shape_config("tiny", 256);
   const TrainCorpus corpus = random_corpus(17, 3);  // rank 1's batches: 43, 8, 48, 0, 48, 0 tokens
   TrainOptions o = small_options();
@@ -337,12 +342,13 @@ TEST(Dist, TwoRanksEqualOneProcessAccumulatingTwo) {
 }
 
 TEST(Dist, FourBatchesAgreeUpToSummationOrder) {
-  // Two ranks × accumulate 2 against one process × accumulate 4: the same four batches per step, summed
-  // (g0 + g1) + (g2 + g3) instead of ((g0 + g1) + g2) + g3. Token counts and the first step's loss are
-  // exact; the rest agrees up to fp32 rounding carried through six Adam-atan2 steps (measured 9e-7 of
-  // each tensor's largest entry; tolerance 1e-5). Near-zero gradient entries are where this could
-  // grow: Adam-atan2's first update is ±lr·π/4 whatever the gradient's size, so a sign flipped by
-  // rounding moves a weight by ~lr, i.e. ~4e-3 here; it does not happen in this deterministic case.
+  // Two ranks × accumulate 2 against one process × accumulate 4: the same four batches per step,
+  // summed (g0 + g1) + (g2 + g3) instead of ((g0 + g1) + g2) + g3. Token counts and the first
+  // step's loss are exact; the rest agrees up to fp32 rounding carried through six Adam-atan2 steps
+  // (measured 9e-7 of each tensor's largest entry; tolerance 1e-5). Near-zero gradient entries are
+  // where this could grow: Adam-atan2's first update is ±lr·π/4 whatever the gradient's size, so a
+  // sign flipped by rounding moves a weight by ~lr, i.e. ~4e-3 here; it does not happen in this
+  // deterministic case.
   const ModelConfig cfg = shape_config("tiny", 256);
   const TrainCorpus corpus = random_corpus(40, 7);
   TrainOptions o = small_options();
@@ -357,18 +363,22 @@ TEST(Dist, FourBatchesAgreeUpToSummationOrder) {
   for (size_t i = 0; i < one.stats.size(); ++i) {
     EXPECT_EQ(ranks[0].stats[i].tokens, one.stats[i].tokens);
     EXPECT_EQ(ranks[0].stats[i].loss_tokens, one.stats[i].loss_tokens);
-    worst_loss = std::max(worst_loss, std::abs(ranks[0].stats[i].loss - one.stats[i].loss) / one.stats[i].loss);
+    worst_loss = std::max(worst_loss,
+                          std::abs(ranks[0].stats[i].loss - one.stats[i].loss) / one.stats[i].loss);
   }
-  for (size_t i = 0; i < one.tensors.size(); ++i) EXPECT_EQ(ranks[0].tensors[i], ranks[1].tensors[i]) << i;
+  for (size_t i = 0; i < one.tensors.size(); ++i)
+    EXPECT_EQ(ranks[0].tensors[i], ranks[1].tensors[i]) << i;
   const double worst = max_relative_difference(ranks[0], one);
-  std::printf("2 ranks x 2 vs 1 x 4 micro-batches, 6 steps: loss rel. diff %.3g, weights/moments %.3g\n",
-              worst_loss, worst);
+  std::printf(
+      "2 ranks x 2 vs 1 x 4 micro-batches, 6 steps: loss rel. diff %.3g, weights/moments %.3g\n",
+      worst_loss, worst);
   EXPECT_LE(worst_loss, 1e-6);
   EXPECT_LE(worst, 1e-5);
 }
 
 TEST(Dist, ReplicasThatDisagreeAreRejected) {
-  // Ranks started with different options (here the seed, which moves the data order) must not train.
+  // Ranks started with different options (here the seed, which moves the data order) must not
+  // train.
   const ModelConfig cfg = shape_config("tiny", 256);
   const TrainCorpus corpus = random_corpus(20, 2);
   std::vector<std::string> errors(2);
@@ -382,8 +392,8 @@ TEST(Dist, ReplicasThatDisagreeAreRejected) {
     }
   });
   for (int r = 0; r < 2; ++r)
-    EXPECT_NE(errors[r].find("1 of 2 ranks hold a training state"), std::string::npos) << "rank " << r << ": "
-                                                                                      << errors[r];
+    EXPECT_NE(errors[r].find("1 of 2 ranks hold a training state"), std::string::npos)
+        << "rank " << r << ": " << errors[r];
 }
 
 TEST(Dist, ResumeKeepsTheNumberOfBatchesPerStep) {
@@ -394,7 +404,8 @@ TEST(Dist, ResumeKeepsTheNumberOfBatchesPerStep) {
   TrainOptions o = small_options();
   o.accumulate = 2;
   const RunResult straight = run(cfg, corpus, o, 3);
-  const fs::path dir = fs::temp_directory_path() / ("hrm_dist_resume_" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("hrm_dist_resume_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   {
     Trainer t(cfg, init_weights(cfg, 3), corpus, o, make_cpu_train_backend());
@@ -422,7 +433,8 @@ TEST(Dist, ResumeKeepsTheNumberOfBatchesPerStep) {
   for (const RunResult& r : ranks) {
     ASSERT_EQ(r.stats.size(), 4u);
     for (size_t i = 0; i < 4; ++i) EXPECT_EQ(r.stats[i].loss, straight.stats[i + 2].loss) << i;
-    for (size_t i = 0; i < straight.tensors.size(); ++i) EXPECT_EQ(r.tensors[i], straight.tensors[i]) << i;
+    for (size_t i = 0; i < straight.tensors.size(); ++i)
+      EXPECT_EQ(r.tensors[i], straight.tensors[i]) << i;
   }
   fs::remove_all(dir);
 }
