@@ -34,21 +34,9 @@ std::string find_on_path(const std::string& name) {
   return "";
 }
 
-test::CmdResult shell(const std::string& cmd) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-std::vector<std::string> lines(const fs::path& p) {
-  std::ifstream in(p);
-  std::vector<std::string> out;
-  for (std::string l; std::getline(in, l);) out.push_back(l);
-  return out;
-}
+// Runs a command with stderr folded into the captured output.
+test::CmdResult shell(const std::string& cmd) { return test::shell(cmd + " 2>&1"); }
+using test::lines;
 
 size_t count(const std::string& text, const std::string& what) {
   size_t n = 0;

@@ -18,6 +18,7 @@
 
 #include "common/error.h"
 #include "runtime/trainer.h"
+#include "tests/runtime/train_test_util.h"
 
 namespace hrm {
 namespace {
@@ -96,29 +97,8 @@ void on_ranks(int n, F body) {
     if (e) std::rethrow_exception(e);
 }
 
-TrainCorpus random_corpus(int n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  TrainCorpus c;
-  for (int i = 0; i < n; ++i) {
-    std::vector<TokenId> inst(2 + rng() % 6), resp(1 + rng() % 6);
-    for (auto& t : inst) t = static_cast<TokenId>(rng() % 256);
-    for (auto& t : resp) t = static_cast<TokenId>(rng() % 256);
-    c.add(inst, resp);
-  }
-  return c;
-}
-
-TrainOptions small_options() {
-  TrainOptions o;
-  o.steps = 6;
-  o.batch_tokens = 48;
-  o.seed = 11;
-  o.lr.lr = 1e-3;
-  o.lr.warmup_steps = 2;
-  o.bp.warmup_ratio = 0.5;  // bp_steps 2 → 5 half-way: the embedding joins the all-reduce mid-run
-  o.optim.ema_decay = 0.9;
-  return o;
-}
+using test::random_corpus;
+TrainOptions small_options() { return test::small_train_options(); }
 
 // What a run leaves behind, copied out of a trainer.
 struct RunResult {

@@ -35,18 +35,29 @@ struct CmdResult {
   std::string out;
 };
 
-// Runs the built binary ($HRM_BINARY) with `args`; stdout captured, stderr too when asked.
-inline CmdResult hrmbench(const std::string& args, bool with_stderr = false) {
-  const char* bin = std::getenv("HRM_BINARY");
-  EXPECT_NE(bin, nullptr) << "HRM_BINARY not set";
-  const std::string cmd =
-      std::string(bin ? bin : "hrmbench") + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
+// Runs a shell command; returns its exit status and its stdout.
+inline CmdResult shell(const std::string& cmd) {
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];
   while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
   const int status = pclose(p);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// Runs the built binary ($HRM_BINARY) with `args`; stdout captured, stderr too when asked.
+inline CmdResult hrmbench(const std::string& args, bool with_stderr = false) {
+  const char* bin = std::getenv("HRM_BINARY");
+  EXPECT_NE(bin, nullptr) << "HRM_BINARY not set";
+  return shell(std::string(bin ? bin : "hrmbench") + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null"));
+}
+
+// The lines of a text file.
+inline std::vector<std::string> lines(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::vector<std::string> out;
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
 }
 
 inline rapidjson::Document read_json(const std::filesystem::path& p) {

@@ -20,28 +20,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct CmdRun {
-  int status;
-  std::string out;
-};
-
-CmdRun hrmbench(const std::string& args) {
-  const char* bin = std::getenv("HRM_BINARY");
-  EXPECT_NE(bin, nullptr) << "HRM_BINARY not set";
-  FILE* p = popen((std::string(bin) + " " + args + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-std::vector<std::string> lines(const fs::path& p) {
-  std::ifstream in(p);
-  std::vector<std::string> out;
-  for (std::string l; std::getline(in, l);) out.push_back(l);
-  return out;
-}
+using CmdRun = test::CmdResult;
+// The binary with stderr captured too (progress and errors are on stderr).
+CmdRun hrmbench(const std::string& args) { return test::hrmbench(args, /*with_stderr=*/true); }
+using test::lines;
 
 class TrainCli : public ::testing::Test {
  protected:

@@ -15,6 +15,7 @@
 #include "runtime/config.h"
 #include "runtime/synthetic.h"
 #include "test_util.h"
+#include "train_test_util.h"
 
 namespace hrm {
 namespace {
@@ -27,30 +28,8 @@ fs::path temp_dir(const std::string& name) {
   return d;
 }
 
-// Random instruction/response pairs over a 256-token vocabulary.
-TrainCorpus random_corpus(int n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  TrainCorpus c;
-  for (int i = 0; i < n; ++i) {
-    std::vector<TokenId> inst(2 + rng() % 6), resp(1 + rng() % 6);
-    for (auto& t : inst) t = static_cast<TokenId>(rng() % 256);
-    for (auto& t : resp) t = static_cast<TokenId>(rng() % 256);
-    c.add(inst, resp);
-  }
-  return c;
-}
-
-TrainOptions small_options() {
-  TrainOptions o;
-  o.steps = 6;
-  o.batch_tokens = 48;
-  o.seed = 11;
-  o.lr.lr = 1e-3;
-  o.lr.warmup_steps = 2;
-  o.bp.warmup_ratio = 0.5;  // bp_steps changes from 2 to 5 half-way: resume must get that right too
-  o.optim.ema_decay = 0.9;
-  return o;
-}
+using test::random_corpus;
+TrainOptions small_options() { return test::small_train_options(); }
 
 bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
