@@ -10,7 +10,7 @@
 #   HRMBENCH  the binary           (default: build/hrmbench)
 #   SHAPE     tiny|b|l|xl          (default: tiny)
 #   VOCAB     vocabulary of bench model / transformers (default: 65536, the released size)
-#   BATCHES   batch sizes          (default: 1,32)
+#   BATCHES   batch sizes          (default: 1,32; 0 = as many as the KV cache holds, hrmbench only)
 #   THREADS   CPU threads for both (default: 1; on a shared machine more threads make the
 #             OpenMP-parallel torch side collapse while another process holds a core)
 #   LIMIT     replay items per suite; empty = the full replay (default: 4)
@@ -54,7 +54,7 @@ thread_arg=()
 [[ $THREADS -gt 0 ]] && thread_arg=(--threads "$THREADS")
 run "$HRMBENCH" bench model --shape "$SHAPE" --vocab "$VOCAB" --batches "$BATCHES" --backend "$BACKEND" \
   "${thread_arg[@]}" --write-config "$work/config.json"
-run python3 scripts/bench_transformers.py --config "$work/config.json" --name "$SHAPE" --batches "$BATCHES" \
+run python3 scripts/bench_transformers.py --config "$work/config.json" --name "$SHAPE" --batches "${BATCHES//,0/}" \
   "${thread_arg[@]}"
 replay_args=()
 [[ -n $LIMIT ]] && replay_args+=(--limit "$LIMIT")
