@@ -30,25 +30,10 @@ from fractions import Fraction
 import math_verify
 from math_verify import parse, verify
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_util import last_boxed  # noqa: E402
+
 SEED = 20261124  # --seed overrides; the committed fixture uses this one
-
-
-def last_boxed(s):
-    idx = s.rfind("\\boxed")
-    if idx < 0:
-        idx = s.rfind("\\fbox")
-        if idx < 0:
-            return None
-    depth, left = 0, None
-    for i in range(idx, len(s)):
-        if s[i] == "{":
-            depth += 1
-            left = i if left is None else left
-        elif s[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return s[left + 1:i].strip()
-    return None
 
 
 FRAC = re.compile(r"\\[dt]?frac\{(-?\d+)\}\{(\d+)\}")

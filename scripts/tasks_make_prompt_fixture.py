@@ -24,6 +24,9 @@ import os
 import sys
 import types
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_util import last_boxed  # noqa: E402
+
 FNV_OFFSET = 0xCBF29CE484222325
 FNV_PRIME = 0x100000001B3
 MASK64 = (1 << 64) - 1
@@ -52,23 +55,6 @@ def own_builders(data):
     gsm = read_jsonl(os.path.join(data, "gsm8k/test.jsonl"))
     out["gsm8k"] = ([r["question"] for r in gsm],
                     [str(int(r["answer"].split("####")[-1].strip().replace(",", ""))) for r in gsm])
-
-    def last_boxed(s):
-        idx = s.rfind("\\boxed")
-        if idx < 0:
-            idx = s.rfind("\\fbox")
-            if idx < 0:
-                return None
-        depth, left = 0, None
-        for i in range(idx, len(s)):
-            if s[i] == "{":
-                depth += 1
-                left = i if left is None else left
-            elif s[i] == "}":
-                depth -= 1
-                if depth == 0:
-                    return s[left + 1:i].strip()
-        return None
 
     math = read_jsonl(os.path.join(data, "math/test.jsonl"))
     out["math"] = ([r["problem"] for r in math], [last_boxed(r["solution"]) for r in math])
