@@ -25,6 +25,17 @@ inline float reduce_lanes(const float* acc) {
   return s;
 }
 
+// Fixed-order dot product of n floats: kLanes partial sums, reduced, then the tail in order.
+inline float dot(const float* a, const float* b, int64_t n) {
+  float acc[kLanes] = {};
+  const int64_t main = n - n % kLanes;
+  for (int64_t j = 0; j < main; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += a[j + l] * b[j + l];
+  float s = reduce_lanes(acc);
+  for (int64_t j = main; j < n; ++j) s += a[j] * b[j];
+  return s;
+}
+
 // Dot products of NX rows of x with one weight row. NX is a template parameter so the accumulator
 // tile lives in registers and the lane loop vectorises.
 template <int NX>
@@ -80,12 +91,7 @@ void rms_norm(const float* x, int64_t rows, int64_t dim, float eps, float* y) {
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, 16), [&](const auto& r) {
     for (int64_t i = r.begin(); i < r.end(); ++i) {
       const float* xi = x + i * dim;
-      float acc[kLanes] = {};
-      const int64_t main = dim - dim % kLanes;
-      for (int64_t j = 0; j < main; j += kLanes)
-        for (int l = 0; l < kLanes; ++l) acc[l] += xi[j + l] * xi[j + l];
-      float ss = reduce_lanes(acc);
-      for (int64_t j = main; j < dim; ++j) ss += xi[j] * xi[j];
+      const float ss = dot(xi, xi, dim);
       const float scale = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
       float* yi = y + i * dim;
       for (int64_t j = 0; j < dim; ++j) yi[j] = xi[j] * scale;
@@ -141,14 +147,7 @@ void gated_attention(const float* q, const float* gate, int64_t n_q, int64_t q_s
         const int64_t visible = std::min(n_kv, std::max(prefix_len, pos + 1));
         float mx = -std::numeric_limits<float>::infinity();
         for (int64_t j = 0; j < visible; ++j) {
-          const float* kj = k + j * stride + h * head_dim;
-          float acc[kLanes] = {};
-          const int64_t main = head_dim - head_dim % kLanes;
-          for (int64_t d = 0; d < main; d += kLanes)
-            for (int l = 0; l < kLanes; ++l) acc[l] += qi[d + l] * kj[d + l];
-          float s = reduce_lanes(acc);
-          for (int64_t d = main; d < head_dim; ++d) s += qi[d] * kj[d];
-          score[j] = s * scale;
+          score[j] = dot(qi, k + j * stride + h * head_dim, head_dim) * scale;
           mx = std::max(mx, score[j]);
         }
         float denom = 0.f;
