@@ -271,7 +271,6 @@ void run_replay(const ReplayArgs& a) {
       row.longest_prompt = std::max<int64_t>(row.longest_prompt, static_cast<int64_t>(reqs[i].prompt.size()));
     }
     row.tokenize_seconds = seconds_since(t0);
-    const EngineStats before = engine->stats();
     eval::Progress progress(cat("replay ", n), static_cast<int64_t>(reqs.size()), !a.quiet);
     int64_t finished = 0, tokens = 0;
     engine->generate(reqs, [&](size_t, GenerationResult g) {
@@ -284,11 +283,13 @@ void run_replay(const ReplayArgs& a) {
     row.cpu_seconds = cpu_seconds_now() - cpu0;
     const EngineStats& s = engine->stats();
     row.requests = static_cast<int64_t>(reqs.size());
-    row.prompt_tokens = s.prompt_tokens - before.prompt_tokens;
-    row.generated_tokens = s.generated_tokens - before.generated_tokens;
-    row.prefill_seconds = s.prefill_seconds - before.prefill_seconds;
-    row.decode_seconds = s.decode_seconds - before.decode_seconds;
-    row.peak_live = s.peak_live;  // the peak so far: suites run one after another
+    row.prompt_tokens = s.prompt_tokens;
+    row.generated_tokens = s.generated_tokens;
+    row.prefill_seconds = s.prefill_seconds;
+    row.decode_seconds = s.decode_seconds;
+    row.peak_live = s.peak_live;
+    if (const std::string report = engine->profile_report(); !report.empty() && !a.quiet)
+      std::fprintf(stderr, "\nKernel time of %s:\n\n%s\n", n.c_str(), report.c_str());
     if (row.short_requests > 0 && !a.quiet)
       std::fprintf(stderr, "warning: %s: %ld request(s) generated fewer than %ld tokens (prompt too close to the context)\n",
                    n.c_str(), row.short_requests, row.new_tokens_per_request);
@@ -305,8 +306,6 @@ void run_replay(const ReplayArgs& a) {
     total.peak_live = std::max(total.peak_live, row.peak_live);
     rows.push_back(std::move(row));
   }
-  if (const std::string report = engine->profile_report(); !report.empty() && !a.quiet)
-    std::fprintf(stderr, "\nKernel time over the replay:\n\n%s\n", report.c_str());
   std::vector<ReplayRow> table = rows;
   table.push_back(total);
   print_table(table);

@@ -247,19 +247,15 @@ void run_bench(const BenchArgs& a) {
   const Model model(cfg, init_weights(cfg, a.seed));
   std::fprintf(stderr, "bench: %s, %.3f B parameters, random weights in %.1f s\n", name.c_str(),
                cfg.parameter_count() / 1e9, seconds_since(t0));
-  // One engine sized for the largest batch asked for; the KV budget decides what 0 (= most) means.
+  // One engine for every batch size (for CUDA: one weight upload, one KV pool), allowed as many
+  // sequences as the widest batch asked for; its KV budget decides what 0 (= most) means.
   int64_t widest = 1;
   for (int64_t b : a.batches) widest = std::max(widest, b);
   const bool want_most = std::find(a.batches.begin(), a.batches.end(), 0) != a.batches.end();
-  auto make = [&](int64_t max_batch) {
-    return make_engine_for(a.backend.backend, model, a.backend.cuda, a.backend.engine_options(max_batch));
-  };
-  int64_t most = 0;
-  {  // a probe engine, gone before the measured ones allocate their own KV cache
-    auto probe = make(want_most ? 4096 : widest);
-    most = probe->max_sequences(seq_tokens);
-    std::fprintf(stderr, "bench: %s; %ld sequences of %ld tokens fit\n", probe->describe().c_str(), most, seq_tokens);
-  }
+  auto engine = make_engine_for(a.backend.backend, model, a.backend.cuda,
+                                a.backend.engine_options(want_most ? 4096 : widest));
+  const int64_t most = engine->max_sequences(seq_tokens);
+  std::fprintf(stderr, "bench: %s; %ld sequences of %ld tokens fit\n", engine->describe().c_str(), most, seq_tokens);
   std::mt19937 rng(static_cast<uint32_t>(a.seed));
   std::uniform_int_distribution<TokenId> tok(14, static_cast<TokenId>(cfg.vocab_size - 1));
   std::printf("| shape | backend | batch | prefill tok/s | decode tok/s | ms per decode step |\n");
@@ -274,21 +270,18 @@ void run_bench(const BenchArgs& a) {
       r.max_new_tokens = a.decode_steps + 1;  // the first token comes out of the prefill step
       r.ignore_eos = true;
     }
-    // Warm-up at the same batch size (kernel selection, CUDA graph capture), then the timed run.
-    auto run = make(batch);
-    run->generate(reqs, [](size_t, GenerationResult) {});
-    const EngineStats w = run->stats();
-    run->generate(reqs, [](size_t, GenerationResult) {});
-    const EngineStats& s = run->stats();
-    const double prefill_s = s.prefill_seconds - w.prefill_seconds, decode_s = s.decode_seconds - w.decode_seconds;
-    const int64_t prompt = s.prompt_tokens - w.prompt_tokens;
-    const int64_t decoded = s.generated_tokens - w.generated_tokens - batch;
-    const int64_t decode_steps = s.steps - w.steps - 1;
-    std::printf("| %s | %s | %ld | %.0f | %.1f | %.2f |\n", name.c_str(), run->name().c_str(), batch,
-                prefill_s > 0 ? prompt / prefill_s : 0.0, decode_s > 0 ? decoded / decode_s : 0.0,
-                decode_steps > 0 ? 1000 * decode_s / static_cast<double>(decode_steps) : 0.0);
-    if (const std::string report = run->profile_report(); !report.empty())
-      std::printf("\nKernel time at batch %ld (warm-up and timed pass together):\n\n%s\n", batch, report.c_str());
+    // Warm-up at the same batch size (kernel selection, CUDA graph capture), then the timed run;
+    // stats() counts the last call only.
+    engine->generate(reqs, [](size_t, GenerationResult) {});
+    engine->generate(reqs, [](size_t, GenerationResult) {});
+    const EngineStats& s = engine->stats();
+    const int64_t decoded = s.generated_tokens - batch, decode_steps = s.steps - 1;
+    std::printf("| %s | %s | %ld | %.0f | %.1f | %.2f |\n", name.c_str(), engine->name().c_str(), batch,
+                s.prefill_seconds > 0 ? s.prompt_tokens / s.prefill_seconds : 0.0,
+                s.decode_seconds > 0 ? decoded / s.decode_seconds : 0.0,
+                decode_steps > 0 ? 1000 * s.decode_seconds / static_cast<double>(decode_steps) : 0.0);
+    if (const std::string report = engine->profile_report(); !report.empty())
+      std::printf("\nKernel time of the timed pass at batch %ld:\n\n%s\n", batch, report.c_str());
     std::fflush(stdout);
   }
 }

@@ -206,7 +206,6 @@ void run(const RunOptions& o) {
       Progress progress(cat("run ", n), static_cast<int64_t>(ids.size()), !o.quiet);
       int64_t finished = 0, tokens = 0;
       const auto t0 = std::chrono::steady_clock::now();
-      const EngineStats before = engine->stats();
       engine->generate(reqs, [&](size_t i, GenerationResult g) {
         Sample s;
         s.doc_id = ids[i];
@@ -222,8 +221,8 @@ void run(const RunOptions& o) {
       progress.finish();
       SuiteTiming& t = timings[n];
       t.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      t.prompt_tokens += engine->stats().prompt_tokens - before.prompt_tokens;
-      t.generated_tokens += engine->stats().generated_tokens - before.generated_tokens;
+      t.prompt_tokens += engine->stats().prompt_tokens;
+      t.generated_tokens += engine->stats().generated_tokens;
       write_timings(o.out_dir, timings);
     }
   }

@@ -36,6 +36,8 @@ class Scheduler final : public Engine {
   void generate(std::span<const GenerationRequest> requests,
                 const std::function<void(size_t, GenerationResult)>& on_done) override {
     for (size_t i = 0; i < requests.size(); ++i) validate(requests[i], i);
+    stats_ = {};
+    backend_->reset_profile();
     std::deque<size_t> waiting;
     for (size_t i = 0; i < requests.size(); ++i) waiting.push_back(i);
     std::vector<Live> live;

@@ -78,13 +78,15 @@ class Engine {
   // (from the calling thread). Throws hrm::Error on invalid requests before doing any work.
   virtual void generate(std::span<const GenerationRequest> requests,
                         const std::function<void(size_t, GenerationResult)>& on_done) = 0;
+  // Counters of the most recent generate() call (each call starts them from zero).
   virtual const EngineStats& stats() const = 0;
   virtual std::string name() const = 0;
   // The backend and its memory in one line (device, weights, KV-cache pool).
   virtual std::string describe() const = 0;
   // How many sequences of `tokens` tokens each fit in the KV-cache budget at once.
   virtual int64_t max_sequences(int64_t tokens) const = 0;
-  // Where the time went, per kernel, as a Markdown table ("" when the backend does not profile).
+  // Where the time of the most recent generate() call went, per kernel, as a Markdown table ("" when
+  // the backend does not profile).
   virtual std::string profile_report() const = 0;
 };
 
@@ -103,6 +105,8 @@ class StepBackend {
   virtual std::string name() const = 0;
   virtual std::string describe() const { return name(); }
   virtual std::string profile_report() const { return ""; }
+  // Called as generate() starts: per-call counters (the profile) begin again.
+  virtual void reset_profile() {}
   // The most KV-cache bytes a sequence of `tokens` tokens can hold (admission control reserves this).
   virtual int64_t kv_bytes(int64_t tokens) const = 0;
   // The KV-cache bytes the engine may reserve in all.

@@ -41,6 +41,7 @@ class CudaBackend final : public StepBackend {
   }
   int64_t kv_capacity_bytes() const override { return model_.pages_total() * model_.page_bytes(); }
   int64_t max_step_tokens() const override { return model_.max_step_tokens(); }
+  void reset_profile() override { model_.reset_profile(); }
   std::string profile_report() const override {
     const auto rows = model_.profile();
     if (rows.empty()) return "";

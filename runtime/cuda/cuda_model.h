@@ -103,14 +103,15 @@ class CudaModel {
 
   // One step; returns per input the logits of its last new token, or of all its new tokens.
   std::vector<std::vector<float>> step_logits(std::span<const Input> inputs, bool all_logits);
-  // With Options::profile: milliseconds per kernel kind since construction, largest first, and the
-  // number of launches of each.
+  // With Options::profile: milliseconds per kernel kind since construction or reset_profile(),
+  // largest first, and the number of launches of each.
   struct ProfileRow {
     std::string kernel;
     double ms = 0;
     int64_t launches = 0;
   };
   std::vector<ProfileRow> profile() const;
+  void reset_profile() { profile_.clear(); }
 
   // One step with sampling on the GPU (see kernels.h sample_rows): next[i] for inputs[i].
   void step_sample(std::span<const Input> inputs, std::span<const float> temperature, std::span<const float> u,
