@@ -3,6 +3,7 @@
 #include <memory>
 #include <optional>
 
+#include "cli/backend_flags.h"
 #include "cli/commands.h"
 #include "common/error.h"
 #include "eval/harness.h"
@@ -52,14 +53,17 @@ void add_eval_commands(CLI::App& app) {
   run->add_option("--shard", *shard, "i/N: this process takes items with doc_id % N == i");
   run->add_option("--doc-ids", *filters, "SUITE=FILE: only the doc_ids listed in FILE (e.g. a clean subset)");
   run->add_option("--tokenizer", o->tokenizer, "tokenizer.json (default: MODEL/tokenizer.json)");
-  run->add_option("--backend", o->backend, "cpu (fp32 reference) or cuda")->capture_default_str();
-  run->add_flag("--fp8-kv", o->cuda.fp8_kv, "cuda: store the KV cache in fp8 e4m3 (half the memory)");
-  run->add_flag("!--no-cuda-graphs", o->cuda.graphs, "cuda: launch decode steps one kernel at a time");
+  auto backend = std::make_shared<BackendFlags>();
+  add_backend_flags(run, *backend);
   run->add_option("--max-batch", o->max_batch, "Sequences decoded together")->capture_default_str();
   run->add_option("--max-new-tokens", o->max_new_tokens,
                   "Cap every generation budget (smoke tests; recorded, never protocol-exact)");
   run->add_flag("--quiet", o->quiet, "No progress on stderr");
-  run->callback([o, suites, shard, limit, filters] {
+  run->callback([o, suites, shard, limit, filters, backend] {
+    o->backend = backend->backend;
+    o->cuda = backend->cuda;
+    o->kv_budget_bytes = backend->kv_budget_mib << 20;
+    o->max_step_tokens = backend->max_step_tokens;
     o->suites = split_csv(*suites);
     if (*limit >= 0) o->limit = static_cast<size_t>(*limit);
     if (!shard->empty()) parse_shard(*shard, *o);

@@ -40,6 +40,7 @@ struct RunOptions {
   std::string backend = "cpu";
   CudaOptions cuda;               // --backend cuda only
   int64_t kv_budget_bytes = 0;    // 0: the backend's default
+  int64_t max_step_tokens = 0;    // 0: the backend's default
   int64_t max_batch = 16;
   // > 0: cap every suite's generation budget (smoke tests, demos). Recorded in the protocol, so
   // such a run never compares with a protocol-exact one.

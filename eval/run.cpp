@@ -185,7 +185,8 @@ void run(const RunOptions& o) {
     const Model model = Model::load(o.model_dir);
     // One engine for every suite (for CUDA: one weight upload, one KV-cache pool).
     auto engine =
-        make_engine_for(o.backend, model, o.cuda, {.max_batch = o.max_batch, .kv_budget_bytes = o.kv_budget_bytes});
+        make_engine_for(o.backend, model, o.cuda,
+                        {.max_batch = o.max_batch, .kv_budget_bytes = o.kv_budget_bytes, .max_step_tokens = o.max_step_tokens});
     if (!o.quiet) std::fprintf(stderr, "run: %s\n", engine->describe().c_str());
     for (const auto& n : names) {
       const auto& ids = todo[n];
@@ -219,6 +220,8 @@ void run(const RunOptions& o) {
         progress.update(++finished, tokens);
       });
       progress.finish();
+      if (const std::string report = engine->profile_report(); !report.empty() && !o.quiet)
+        std::fprintf(stderr, "\nKernel time of %s:\n\n%s\n", n.c_str(), report.c_str());
       SuiteTiming& t = timings[n];
       t.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       t.prompt_tokens += engine->stats().prompt_tokens;
