@@ -9,6 +9,7 @@
 #include <fstream>
 #include <limits>
 #include <numeric>
+#include <sstream>
 
 #include "common/error.h"
 #include "common/npy.h"
@@ -27,6 +28,10 @@ constexpr const char* kTokensFile = "tokens.npy";
 enum IndexArray { kInstStart, kInstLen, kRespStart, kRespLen, kIndexArrays };
 constexpr std::array<const char*, kIndexArrays> kIndexFiles = {"inst_start.npy", "inst_len.npy", "resp_start.npy",
                                                                "resp_len.npy"};
+// The reference's prepared layout (HRM-Text scripts/prepare_sft_data.py): one directory of index arrays
+// per epoch, "epoch_" + the epoch number, and metadata.json beside tokens.npy.
+constexpr std::string_view kEpochPrefix = "epoch_";
+constexpr const char* kMetadataFile = "metadata.json";
 
 // The integer dtypes the pipeline writes, and a 1-D array of one of them: a mapped file's data or a
 // vector held in memory. Elements are read with memcpy, so no alignment is assumed.
@@ -84,10 +89,22 @@ uint64_t mix(uint64_t& s) {
   return z ^ (z >> 31);
 }
 
+using Span4 = std::array<int64_t, kIndexArrays>;  // a sample's inst_start, inst_len, resp_start, resp_len
+
+Span4 span_of(const std::array<IntView, kIndexArrays>& index, int64_t row) {
+  Span4 s;
+  for (size_t k = 0; k < kIndexArrays; ++k) s[k] = at(index[k], row);
+  return s;
+}
+
+std::string epoch_dir_name(int64_t k) { return cat(kEpochPrefix, k); }
+
 }  // namespace
 
 // One token array and its four index arrays: a mapped tokenized directory, or samples added in memory
-// (origin "", views pointing into the vectors below).
+// (origin "", views pointing into the vectors below). A prepared directory is one part whose samples
+// are epoch_0/'s rows; `epochs` holds every epoch directory's arrays (epochs[0] == index), and
+// `by_span` epoch_0's rows sorted by their spans, to find each epoch's rows among them.
 struct TrainCorpus::Part {
   std::string origin;
   std::vector<MappedFile> maps;
@@ -95,10 +112,39 @@ struct TrainCorpus::Part {
   std::array<std::vector<int64_t>, kIndexArrays> own_index;
   IntView tokens;
   std::array<IntView, kIndexArrays> index;
+  std::vector<std::array<IntView, kIndexArrays>> epochs;
+  std::vector<int64_t> by_span;
 
   int64_t rows() const { return index[kInstStart].size; }
   int64_t get(IndexArray k, int64_t row) const { return at(index[k], row); }
   std::string file(const char* name) const { return (fs::path(origin) / name).string(); }
+  // Where the index arrays of the samples are: the directory, or a prepared directory's epoch_0/.
+  std::string index_origin() const {
+    return epochs.empty() ? origin : (fs::path(origin) / epoch_dir_name(0)).string();
+  }
+  // Epoch k's rows as rows of epoch_0; throws unless they are a permutation of them.
+  std::vector<int64_t> epoch_rows(size_t k) const {
+    const std::array<IntView, kIndexArrays>& ix = epochs[k];
+    const std::string where = (fs::path(origin) / epoch_dir_name(static_cast<int64_t>(k))).string();
+    if (ix[kInstStart].size != rows())
+      throw Error(cat(where, ": ", ix[kInstStart].size, " samples, but ", index_origin(), " has ", rows(),
+                      " (every epoch directory must order the same samples)"));
+    std::vector<int64_t> out(static_cast<size_t>(rows()));
+    std::vector<char> taken(static_cast<size_t>(rows()), 0);
+    for (int64_t r = 0; r < rows(); ++r) {
+      const Span4 want = span_of(ix, r);
+      auto it = std::lower_bound(by_span.begin(), by_span.end(), want,
+                                 [&](int64_t id, const Span4& s) { return span_of(index, id) < s; });
+      while (it != by_span.end() && taken[static_cast<size_t>(*it)] && span_of(index, *it) == want) ++it;
+      if (it == by_span.end() || span_of(index, *it) != want)
+        throw Error(cat(where, ": sample ", r, " (instruction ", want[kInstStart], "+", want[kInstLen], ", response ",
+                        want[kRespStart], "+", want[kRespLen], ") is not one of ", index_origin(),
+                        "'s samples, or appears more often (every epoch directory must order the same samples)"));
+      taken[static_cast<size_t>(*it)] = 1;
+      out[static_cast<size_t>(r)] = *it;
+    }
+    return out;
+  }
   void view_own() {
     tokens = {reinterpret_cast<const std::byte*>(own_tokens.data()), static_cast<int64_t>(own_tokens.size()),
               IntType::kI32};
@@ -240,7 +286,7 @@ void TrainCorpus::add(std::span<const TokenId> inst, std::span<const TokenId> re
 void TrainCorpus::validate(const std::string& origin, int64_t vocab) const {
   for (const Part& p : parts_) {
     const bool mapped = !p.origin.empty();
-    check_spans(p.tokens, p.index, mapped ? p.origin : origin);
+    check_spans(p.tokens, p.index, mapped ? p.index_origin() : origin);
     if (vocab <= 0) continue;
     const int64_t t = first_outside(p.tokens, 0, vocab - 1);
     if (t < 0) continue;
@@ -252,6 +298,22 @@ void TrainCorpus::validate(const std::string& origin, int64_t vocab) const {
     throw Error(cat(mapped ? p.file(kTokensFile) : origin, ": token ", t, sample, " has id ", at(p.tokens, t),
                     ", outside the vocabulary [0, ", vocab, ")"));
   }
+}
+
+int64_t TrainCorpus::epoch_orders() const {
+  return parts_.size() == 1 ? static_cast<int64_t>(parts_.front().epochs.size()) : 0;
+}
+
+std::vector<int64_t> TrainCorpus::epoch_order(int64_t k) const {
+  const int64_t n = epoch_orders();
+  HRM_CHECK(n > 0, "epoch_order() of a corpus without epoch directories");
+  const Part& p = parts_.front();
+  if (k < 0 || k >= n)
+    throw Error(cat((fs::path(p.origin) / epoch_dir_name(k)).string(), ": no such epoch directory; this prepared ",
+                    "corpus has ", n, " (", epoch_dir_name(0), n > 1 ? cat("..", epoch_dir_name(n - 1)) : "",
+                    ") and, like the reference trainer, epoch N reads ", kEpochPrefix,
+                    "N/ with no wrap-around: prepare more epochs or train fewer steps"));
+  return p.epoch_rows(static_cast<size_t>(k));
 }
 
 int64_t TrainCorpus::max_token_id() const {
@@ -352,7 +414,89 @@ void write_tokenized_corpus(const fs::path& dir, const TrainCorpus& corpus) {
   for (size_t k = 0; k < kIndexArrays; ++k) write_npy_1d(dir / kIndexFiles[k], index[k], "<i8");
 }
 
+namespace {
+
+// The epoch numbers N of the "epoch_N" sub-directories of `dir`, sorted ("epoch_01" and the like are
+// not the reference's names and are ignored).
+std::vector<int64_t> epoch_dirs(const fs::path& dir) {
+  std::vector<int64_t> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_directory() || !name.starts_with(kEpochPrefix)) continue;
+    const std::string digits = name.substr(kEpochPrefix.size());
+    const bool number = !digits.empty() && digits.size() <= 9 &&
+                        std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!number) continue;
+    const int64_t k = std::stoll(digits);
+    if (epoch_dir_name(k) == name) out.push_back(k);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+bool is_prepared(const fs::path& dir) { return fs::exists(dir / kTokensFile) && !epoch_dirs(dir).empty(); }
+
+// metadata.json's total_length (prepare_sft_data.py: the sum of inst_len + resp_len), when the file is
+// there, must match the samples: a tokens.npy from one run with epoch directories of another would not.
+void check_metadata(const fs::path& dir, const std::array<IntView, kIndexArrays>& index, std::string_view where) {
+  const fs::path path = dir / kMetadataFile;
+  if (!fs::exists(path)) return;
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  rapidjson::Document d;
+  d.Parse(text.c_str(), text.size());
+  if (d.HasParseError() || !d.IsObject()) throw Error(cat(path.string(), ": not a JSON object"));
+  const auto it = d.FindMember("total_length");
+  if (it == d.MemberEnd()) return;
+  if (!it->value.IsInt64()) throw Error(cat(path.string(), ": \"total_length\" must be an integer"));
+  int64_t total = 0;
+  for (int64_t r = 0; r < index[kInstLen].size; ++r) total += at(index[kInstLen], r) + at(index[kRespLen], r);
+  if (total != it->value.GetInt64())
+    throw Error(cat(path.string(), ": total_length ", it->value.GetInt64(), ", but the samples of ", where, " hold ",
+                    total, " tokens (inst_len + resp_len): the index arrays and metadata come from different runs"));
+}
+
+// The four index arrays of `dir`, mapped (into `maps`), their spans checked against `tokens`.
+std::array<IntView, kIndexArrays> map_index(const fs::path& dir, const IntView& tokens, std::vector<MappedFile>& maps) {
+  std::array<IntView, kIndexArrays> ix;
+  for (size_t k = 0; k < kIndexArrays; ++k) ix[k] = map_npy(dir / kIndexFiles[k], {IntType::kI64, IntType::kI32}, maps);
+  check_spans(tokens, ix, dir.string());
+  return ix;
+}
+
+}  // namespace
+
 TrainCorpus load_tokenized_corpus(const fs::path& dir) {
+  TrainCorpus corpus;
+  const std::initializer_list<IntType> kTokenTypes = {IntType::kU32, IntType::kI32, IntType::kU16, IntType::kI16};
+  if (fs::exists(dir / kTokensFile) && is_prepared(dir)) {
+    // The reference's prepared layout: tokens.npy here, the index arrays once per epoch in epoch_N/.
+    if (fs::exists(dir / kIndexFiles[0]))
+      throw Error(cat(dir.string(), ": holds both ", kIndexFiles[0], " and ", kEpochPrefix,
+                      "N/ directories; a tokenized directory has one or the other"));
+    const std::vector<int64_t> ks = epoch_dirs(dir);
+    for (size_t k = 0; k < ks.size(); ++k)
+      if (ks[k] != static_cast<int64_t>(k))
+        throw Error(cat((dir / epoch_dir_name(static_cast<int64_t>(k))).string(), ": missing, but ",
+                        epoch_dir_name(ks[k]), "/ exists (the reference reads ", epoch_dir_name(0), ", ",
+                        epoch_dir_name(1), ", ... one per epoch, in turn)"));
+    TrainCorpus::Part p;
+    p.origin = dir.string();
+    p.tokens = map_npy(dir / kTokensFile, kTokenTypes, p.maps);
+    for (const int64_t k : ks) p.epochs.push_back(map_index(dir / epoch_dir_name(k), p.tokens, p.maps));
+    p.index = p.epochs.front();
+    p.by_span.resize(static_cast<size_t>(p.rows()));
+    std::iota(p.by_span.begin(), p.by_span.end(), 0);
+    std::stable_sort(p.by_span.begin(), p.by_span.end(),
+                     [&](int64_t a, int64_t b) { return span_of(p.index, a) < span_of(p.index, b); });
+    for (size_t k = 1; k < p.epochs.size(); ++k) p.epoch_rows(k);  // each a permutation of epoch_0 (throws)
+    check_metadata(dir, p.index, p.index_origin());
+    corpus.ends_.push_back(p.rows());
+    corpus.parts_.push_back(std::move(p));
+    return corpus;
+  }
   std::vector<fs::path> dirs;
   if (fs::exists(dir / kTokensFile)) {
     dirs.push_back(dir);
@@ -362,15 +506,16 @@ TrainCorpus load_tokenized_corpus(const fs::path& dir) {
       if (e.is_directory() && fs::exists(e.path() / kTokensFile)) dirs.push_back(e.path());
     std::sort(dirs.begin(), dirs.end());
     if (dirs.empty()) throw Error(cat(dir.string(), ": no tokens.npy here or in any sub-directory"));
+    for (const fs::path& d : dirs)
+      if (is_prepared(d))
+        throw Error(cat(d.string(), ": a prepared directory (", kEpochPrefix, "N/ index arrays) inside a root of ",
+                        "several; its epoch order cannot be merged with the others: give it alone as the data"));
   }
-  TrainCorpus corpus;
   for (const fs::path& d : dirs) {
     TrainCorpus::Part p;
     p.origin = d.string();
-    p.tokens = map_npy(d / kTokensFile, {IntType::kU32, IntType::kI32, IntType::kU16, IntType::kI16}, p.maps);
-    for (size_t k = 0; k < kIndexArrays; ++k)
-      p.index[k] = map_npy(d / kIndexFiles[k], {IntType::kI64, IntType::kI32}, p.maps);
-    check_spans(p.tokens, p.index, p.origin);
+    p.tokens = map_npy(d / kTokensFile, kTokenTypes, p.maps);
+    p.index = map_index(d, p.tokens, p.maps);
     corpus.ends_.push_back(corpus.size() + p.rows());
     corpus.parts_.push_back(std::move(p));
   }
@@ -494,6 +639,11 @@ Packer::Packer(const TrainCorpus& corpus, const PackerOptions& opts) : corpus_(c
 }
 
 std::vector<int64_t> Packer::order(int64_t epoch) const {
+  if (corpus_.epoch_orders() > 0) {
+    std::vector<int64_t> p = corpus_.epoch_order(epoch);
+    std::erase_if(p, [&](int64_t i) { return !std::binary_search(usable_.begin(), usable_.end(), i); });
+    return p;
+  }
   std::vector<int64_t> p = usable_;
   uint64_t s = opts_.seed * 0x2545F4914F6CDD1Dull + static_cast<uint64_t>(epoch);
   for (size_t i = p.size(); i > 1; --i) std::swap(p[i - 1], p[mix(s) % i]);
@@ -545,11 +695,10 @@ PackedBatch Packer::next() {
   }
 }
 
-EpochPacking Packer::epoch_packing(int64_t epoch) const {
-  const std::vector<int64_t> perm = order(epoch);
+EpochPacking Packer::count_steps(const std::vector<int64_t>& perm, int64_t cursor) const {
   const int64_t n = static_cast<int64_t>(perm.size());
   EpochPacking e;
-  int64_t cursor = 0;
+  const int64_t start = cursor;
   while (cursor < n) {
     const PackStep s = plan(perm, cursor);
     if (opts_.drop_last && (cursor + s.consumed >= n || !s.full())) break;
@@ -557,11 +706,21 @@ EpochPacking Packer::epoch_packing(int64_t epoch) const {
     for (int64_t k = 0; k < s.consumed; ++k) e.tokens += corpus_.packed_length(perm[cursor + k]);
     cursor += s.consumed;
   }
-  e.samples = cursor;
+  e.samples = cursor - start;
   e.dropped = n - cursor;
   const double slots = static_cast<double>(e.steps) * static_cast<double>(opts_.world_size * opts_.batch_tokens);
   e.fill = e.steps ? static_cast<double>(e.tokens) / slots : 0.0;
   return e;
+}
+
+EpochPacking Packer::epoch_packing(int64_t epoch) const { return count_steps(order(epoch), 0); }
+
+int64_t Packer::steps_remaining() const {
+  const int64_t epochs = corpus_.epoch_orders();
+  if (epochs == 0) return -1;
+  int64_t steps = cursor_ < usable() ? count_steps(perm_, cursor_).steps : 0;
+  for (int64_t e = epoch_ + 1; e < epochs; ++e) steps += epoch_packing(e).steps;
+  return steps;
 }
 
 }  // namespace hrm

@@ -6,9 +6,13 @@
 // HRM-Text data pipeline's tokenized directories (tokens.npy + inst_start/inst_len/resp_start/resp_len.npy,
 // one directory per source file, or a root holding several), which are memory-mapped, never copied:
 // a corpus of tens of billions of tokens costs address space and page cache, not RAM. tokens.npy may be
-// <u4, <i4, <u2 or <i2 and the index arrays <i8 or <i4; values are converted as they are read.
+// <u4, <i4, <u2 or <i2 and the index arrays <i8 or <i4; values are converted as they are read. The
+// reference's prepared layout (HRM-Text scripts/prepare_sft_data.py) is read too: tokens.npy at the
+// root and the index arrays once per epoch, pre-shuffled, in epoch_0/, epoch_1/, ...; the samples are
+// epoch_0's rows, and epoch N is trained in epoch_N's order (dataset_new.py), never beyond the last.
 //
-// The Packer shuffles the samples per epoch deterministically from a seed and cuts the epoch's order
+// The Packer shuffles the samples per epoch deterministically from a seed (or takes a prepared
+// corpus's epoch order) and cuts the epoch's order
 // into optimizer steps of one batch per data-parallel rank, each within the token budget (a sample
 // takes |inst| + |resp| - 1 tokens). Packing::kMultipack is the reference's packing
 // (MultipackDistributedBatchSampler, HRM-Text multipack_sampler.py: the longest prefix of the order
@@ -60,6 +64,11 @@ class TrainCorpus {
   void validate(const std::string& origin, int64_t vocab) const;
   // The largest token id (-1 when there are no tokens); reads every token once.
   int64_t max_token_id() const;
+  // A prepared corpus's pre-shuffled epochs (epoch_0/ .. epoch_{E-1}/): E, or 0 for other corpora.
+  int64_t epoch_orders() const;
+  // Epoch k's order as sample ids (a permutation of [0, size())): the rows of epoch_k/ in file order.
+  // Throws hrm::Error naming epoch_k/ when k >= epoch_orders() (the reference stops there too).
+  std::vector<int64_t> epoch_order(int64_t k) const;
 
  private:
   struct Part;  // one token array and its four index arrays (data.cpp)
@@ -79,9 +88,11 @@ void add_text_sample(TrainCorpus& corpus, const Tokenizer& tok, const PromptForm
 
 // One JSONL line: "instruction" and "response" strings required, "condition" optional ("" = none).
 TrainCorpus load_jsonl_corpus(const std::filesystem::path& path, const Tokenizer& tok, const PromptFormat& fmt);
-// A tokenized directory, or a directory of them (sub-directories in name order), memory-mapped. Checks
-// the headers, dtypes, sizes and every sample's spans (throws hrm::Error naming the file and sample);
-// token ids are checked by validate() with the model's vocabulary.
+// A tokenized directory, or a directory of them (sub-directories in name order), or a prepared
+// directory (tokens.npy + epoch_N/ index arrays, given on its own), memory-mapped. Checks the headers,
+// dtypes, sizes and every sample's spans, and that epoch_0.. are numbered without gaps and each is a
+// permutation of epoch_0's samples, and metadata.json's total_length when present (throws hrm::Error
+// naming the file and sample); token ids are checked by validate() with the model's vocabulary.
 TrainCorpus load_tokenized_corpus(const std::filesystem::path& dir);
 // JSONL file or tokenized directory, by what `path` is. `tok` is needed for JSONL only.
 TrainCorpus load_corpus(const std::filesystem::path& path, const Tokenizer* tok, const PromptFormat& fmt);
@@ -155,11 +166,18 @@ class Packer {
   void seek(int64_t epoch, int64_t cursor);
   // Packs a whole epoch's order without building batches (for "--epochs", progress and fill reports).
   EpochPacking epoch_packing(int64_t epoch) const;
-  // The sample order of an epoch: a Fisher–Yates shuffle of the usable samples, from (seed, epoch).
+  // The sample order of an epoch: a Fisher–Yates shuffle of the usable samples, from (seed, epoch);
+  // for a prepared corpus, epoch_N/'s order of the usable samples (the seed plays no part, as in the
+  // reference; throws hrm::Error past the last epoch directory).
   std::vector<int64_t> order(int64_t epoch) const;
+  // Steps left from the current position to the end of the last epoch directory of a prepared corpus;
+  // -1 (no end) for other corpora.
+  int64_t steps_remaining() const;
 
  private:
   PackStep plan(const std::vector<int64_t>& perm, int64_t cursor) const;
+  // Packs `perm` from `cursor` to the epoch's end as next() would, without building batches.
+  EpochPacking count_steps(const std::vector<int64_t>& perm, int64_t cursor) const;
 
   const TrainCorpus& corpus_;
   PackerOptions opts_;

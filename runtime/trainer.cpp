@@ -216,6 +216,16 @@ Trainer::Trainer(ModelConfig cfg, ModelWeights init, const TrainCorpus& corpus, 
                                                 .world_size = data_ranks(),
                                                 .rank = comm_->rank() * opts_.accumulate + a,
                                                 .drop_last = opts_.drop_last});
+  // A prepared corpus ends with its last epoch directory, as in the reference (dataset_new.py reads
+  // epoch_N for epoch N and fails past the last): say so before training, not when it runs out. (A
+  // resumed run has used its first step_count() of these steps, so the total is what must fit.)
+  const int64_t available = packers_.front().steps_remaining();
+  if (available >= 0 && opts_.steps > available)
+    throw Error(cat("the run needs ", opts_.steps, " steps, but the prepared corpus's ", corpus.epoch_orders(),
+                    " epoch directories (epoch_0..epoch_", corpus.epoch_orders() - 1, ") pack into ", available,
+                    " at ", data_ranks(), " x ", opts_.batch_tokens,
+                    " tokens per step, and an epoch is never read twice (the reference's rule): train at most ",
+                    available, " steps, or prepare more epochs"));
   check_replicas();
 }
 
