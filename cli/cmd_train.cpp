@@ -1,6 +1,7 @@
 // `hrmbench train`, `hrmbench make-corpus` and `hrmbench pack-stats`: the reference training path on
-// the CPU backend, the synthetic instruction corpus (with optional planted benchmark leaks) it is
-// demonstrated on, and how full the packers fill the token budget on a corpus.
+// the CPU backend or one GPU per process (--backend cuda), the synthetic instruction corpus (with
+// optional planted benchmark leaks) it is demonstrated on, and how full the packers fill the token
+// budget on a corpus.
 //
 // train writes into --out: loss.jsonl (one line per step, flushed as it goes), checkpoint/ (the
 // latest training state; --resume continues from it bit-exactly) and hf/ (the EMA weights as a
@@ -27,6 +28,7 @@
 #include "cli/commands.h"
 #include "common/error.h"
 #include "runtime/config.h"
+#include "runtime/cuda_backend.h"
 #include "runtime/data.h"
 #include "runtime/dist.h"
 #include "runtime/optimizer.h"
@@ -41,6 +43,8 @@ namespace fs = std::filesystem;
 
 struct TrainArgs {
   std::string data, out, shape = "tiny", config, tokenizer, bp_warmup = "step", packing = "multipack";
+  std::string backend = "cpu";
+  int device = -1;  // -1: the rank's local index (one GPU per process)
   int64_t steps = 100, batch_tokens = 4096, warmup = kDefaultWarmupSteps, checkpoint_every = 0, log_every = 1;
   int64_t bp_min = 2, bp_max = 5, epochs = 0, accumulate = 1;
   double lr = kDefaultLr, lr_min_ratio = 1.0, weight_decay = kDefaultWeightDecay, beta1 = kDefaultBeta1,
@@ -135,12 +139,19 @@ void run_train(const TrainArgs& a, Communicator& comm) {
   o.drop_last = a.drop_last;
   o.accumulate = a.accumulate;
 
+  // The gradient backend: the fp32 CPU reference, or one GPU per process (bf16 compute, fp32 master
+  // weights and optimizer on the host; runtime/cuda/cuda_train.cpp).
+  auto make_backend = [&]() -> std::unique_ptr<TrainBackend> {
+    if (a.backend == "cpu") return make_cpu_train_backend();
+    if (a.backend == "cuda") return make_cuda_train_backend({.device = a.device >= 0 ? a.device : comm.local_rank()});
+    throw Error(cat("--backend ", a.backend, ": expected cpu or cuda"));
+  };
   std::unique_ptr<Trainer> t;
   if (a.resume) {
     if (!fs::exists(ckpt_dir / "state.json"))
       throw Error(cat("--resume: no checkpoint at ", ckpt_dir.string()));
     if (!a.steps_given) o.steps = 0;
-    t = std::make_unique<Trainer>(Trainer::resume(ckpt_dir, corpus, o, make_cpu_train_backend(), &comm));
+    t = std::make_unique<Trainer>(Trainer::resume(ckpt_dir, corpus, o, make_backend(), &comm));
     note("resumed at step %lld from %s\n", static_cast<long long>(t->step_count()), ckpt_dir.string().c_str());
   } else {
     ModelConfig cfg;
@@ -178,7 +189,7 @@ void run_train(const TrainArgs& a, Communicator& comm) {
          static_cast<long long>(cfg.H_cycles), static_cast<long long>(cfg.L_cycles),
          static_cast<long long>(cfg.vocab_size), static_cast<long long>(cfg.parameter_count()));
     // Every rank initialises from the same seed; the trainer broadcasts rank 0's weights anyway.
-    t = std::make_unique<Trainer>(cfg, init_weights(cfg, a.seed), corpus, o, make_cpu_train_backend(), &comm);
+    t = std::make_unique<Trainer>(cfg, init_weights(cfg, a.seed), corpus, o, make_backend(), &comm);
   }
   const Packer& packer = t->packer();
   const EpochPacking ep = packer.epoch_packing(packer.epoch());
@@ -336,8 +347,8 @@ void run_pack_stats(const PackStatsArgs& a) {
 
 void add_train_commands(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
-  auto* tr = app.add_subcommand("train", "Train an HRM-Text model with the reference recipe (CPU backend; "
-                                                  "data-parallel under mpirun)");
+  auto* tr = app.add_subcommand("train", "Train an HRM-Text model with the reference recipe (CPU or one GPU "
+                                                  "per process; data-parallel under mpirun)");
   tr->add_option("--data", a->data, "Training JSONL {instruction,response,condition} or tokenized directory")->required();
   tr->add_option("--out", a->out, "Output directory: loss.jsonl, checkpoint/, hf/")->required();
   tr->add_option("--shape", a->shape, "Model shape: tiny, b, l or xl")->capture_default_str();
@@ -366,6 +377,9 @@ void add_train_commands(CLI::App& app) {
   tr->add_option("--accumulate", a->accumulate,
                  "Micro-batches per rank and step (gradient accumulation): one process with N packs like N ranks")
       ->capture_default_str();
+  tr->add_option("--backend", a->backend, "cpu (the fp32 reference) or cuda (bf16 compute, fp32 master weights)")
+      ->capture_default_str();
+  tr->add_option("--device", a->device, "GPU index for --backend cuda (default: the rank's index on its machine)");
   tr->add_option("--threads", a->threads, "CPU threads per process (default: the machine's cores / ranks on it)");
   tr->add_flag("--resume", a->resume, "Continue from OUT/checkpoint");
   tr->callback([a, steps] {

@@ -4,7 +4,7 @@
 // The backend keeps bf16 weights and an fp32 residual stream on one GPU, a paged KV cache (bf16 or
 // fp8 e4m3) sized to the memory left, cuBLAS GEMMs, flash-style PrefixLM attention, GPU sampling
 // and CUDA graphs for decode steps (runtime/cuda/). The engine's scheduling is the shared one of
-// engine.h. Not for: training (runtime/train.h).
+// engine.h. The same GPU code also gives a training backend (make_cuda_train_backend).
 //
 // Example:
 //   std::string why;
@@ -20,6 +20,7 @@
 #include "runtime/config.h"
 #include "runtime/engine.h"
 #include "runtime/model.h"
+#include "runtime/train.h"
 
 namespace hrm {
 
@@ -37,6 +38,15 @@ bool cuda_available(std::string* why = nullptr);
 // Uploads the weights (converted to bf16) and returns an engine running on the GPU.
 std::unique_ptr<Engine> make_cuda_engine(const ModelConfig& cfg, const ModelWeights& weights, CudaOptions cuda,
                                          EngineOptions options);
+
+struct CudaTrainOptions {
+  int device = 0;
+};
+
+// A training backend on one GPU (runtime/cuda/cuda_train.cpp): the loss and gradients of
+// cpu_forward_backward in bf16 compute with fp32 accumulation, fp32 residuals and fp32 gradients.
+// Throws hrm::Error when this binary has no CUDA or no GPU is usable.
+std::unique_ptr<TrainBackend> make_cuda_train_backend(const CudaTrainOptions& options = {});
 
 // The engine of a backend named on the command line: "cpu" (the reference) or "cuda".
 inline std::unique_ptr<Engine> make_engine_for(const std::string& backend, const Model& model, const CudaOptions& cuda,

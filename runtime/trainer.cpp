@@ -296,6 +296,7 @@ StepStats Trainer::step() {
       if (active[i]) comm.all_reduce_sum(std::span<float>(*gs[i].data));
   });
   opt_.step(w_, grads_, s.lr, active);
+  backend_->weights_updated();
   s.loss = s.loss_tokens ? loss_sum[0] / static_cast<double>(s.loss_tokens) : 0.0;
   s.accuracy = s.loss_tokens ? static_cast<double>(flags[0]) / static_cast<double>(s.loss_tokens) : 0.0;
   s.seconds = std::chrono::duration<double>(Clock::now() - t0).count();

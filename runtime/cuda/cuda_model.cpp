@@ -49,12 +49,7 @@ PinnedBuffer::~PinnedBuffer() {
   if (ptr_) cudaFreeHost(ptr_);
 }
 
-namespace {
-
-constexpr int kMaxSplits = 16;
-
-// Concatenates fp32 host tensors row-wise and uploads them as bf16 (round to nearest even).
-DeviceBuffer upload_bf16(std::initializer_list<const std::vector<float>*> parts, int64_t& total_bytes) {
+void copy_to_device_bf16(std::initializer_list<const std::vector<float>*> parts, bf16* dst) {
   size_t n = 0;
   for (const auto* p : parts) n += p->size();
   std::vector<bf16> host(n);
@@ -66,8 +61,18 @@ DeviceBuffer upload_bf16(std::initializer_list<const std::vector<float>*> parts,
     });
     off += p->size();
   }
+  HRM_CUDA_CHECK(cudaMemcpy(dst, host.data(), n * sizeof(bf16), cudaMemcpyHostToDevice));
+}
+
+namespace {
+
+constexpr int kMaxSplits = 16;
+
+DeviceBuffer upload_bf16(std::initializer_list<const std::vector<float>*> parts, int64_t& total_bytes) {
+  size_t n = 0;
+  for (const auto* p : parts) n += p->size();
   DeviceBuffer d(n * sizeof(bf16));
-  HRM_CUDA_CHECK(cudaMemcpy(d.as<void>(), host.data(), n * sizeof(bf16), cudaMemcpyHostToDevice));
+  copy_to_device_bf16(parts, d.as<bf16>());
   total_bytes += static_cast<int64_t>(n * sizeof(bf16));
   return d;
 }

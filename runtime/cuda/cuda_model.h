@@ -18,6 +18,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
@@ -64,6 +65,10 @@ class PinnedBuffer {
  private:
   void* ptr_ = nullptr;
 };
+
+// Concatenates fp32 host tensors row-wise and copies them to `dst` as bf16 (round to nearest even);
+// synchronous.
+void copy_to_device_bf16(std::initializer_list<const std::vector<float>*> parts, bf16* dst);
 
 class CudaModel {
  public:

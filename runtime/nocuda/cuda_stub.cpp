@@ -15,4 +15,10 @@ std::unique_ptr<Engine> make_cuda_engine(const ModelConfig&, const ModelWeights&
   throw Error(cat("--backend cuda: ", why));
 }
 
+std::unique_ptr<TrainBackend> make_cuda_train_backend(const CudaTrainOptions&) {
+  std::string why;
+  cuda_available(&why);
+  throw Error(cat("--backend cuda: ", why));
+}
+
 }  // namespace hrm

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "runtime/cuda_backend.h"
 #include "test_util.h"
 
 namespace hrm {
@@ -173,6 +174,27 @@ TEST_F(TrainCli, RejectsBadArguments) {
   const CmdRun resume = hrmbench("make-corpus --out " + (dir_ / "x.jsonl").string() + " --n 3 --leak-count 2");
   EXPECT_NE(resume.status, 0);
   EXPECT_NE(resume.out.find("--leak"), std::string::npos) << resume.out;
+}
+
+TEST_F(TrainCli, BackendIsCheckedAndCudaRunsOrSaysWhyNot) {
+  ASSERT_EQ(hrmbench("make-corpus --out " + (dir_ / "c.jsonl").string() + " --n 30 --seed 8").status, 0);
+  const std::string common = "train --data " + (dir_ / "c.jsonl").string() + " --tokenizer " +
+                             (test::fixtures() / "tokenizer" / "tokenizer.json").string() +
+                             " --shape tiny --steps 2 --batch-tokens 256 --warmup 1";
+  const CmdRun bad = hrmbench(common + " --backend tpu --out " + (dir_ / "x").string());
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.out.find("--backend tpu: expected cpu or cuda"), std::string::npos) << bad.out;
+
+  const CmdRun gpu = hrmbench(common + " --backend cuda --out " + (dir_ / "g").string());
+  std::string why;
+  if (!cuda_available(&why)) {
+    EXPECT_NE(gpu.status, 0);
+    EXPECT_NE(gpu.out.find("--backend cuda: " + why), std::string::npos) << gpu.out;
+    return;
+  }
+  ASSERT_EQ(gpu.status, 0) << gpu.out;
+  EXPECT_EQ(lines(dir_ / "g" / "loss.jsonl").size(), 2u);
+  EXPECT_TRUE(fs::exists(dir_ / "g" / "hf" / "model.safetensors"));
 }
 
 }  // namespace

@@ -1,0 +1,475 @@
+// The CUDA training path against the CPU reference: every kernel of runtime/cuda/train_kernels.h
+// against its CPU op (runtime/cpu/backward.h, ops.h) or a host twin, then the whole backend
+// (make_cuda_train_backend) against cpu_forward_backward, and a few trainer steps against the CPU
+// trainer. Skips without a GPU.
+//
+// Tolerances (relative error norms, as in ops_test.cpp; inputs the kernels read as bf16 are rounded
+// on the host first, so the error is the kernel's own):
+//   kTolF32   fp32 in, fp32 out (RMSNorm adjoint): summation order only.
+//   kTolBf16  a bf16 output of fp32 math: at most 2^-8 relative per element.
+//   kTolAttn  attention forward/backward: P (and dS) are rounded to bf16 for the tensor-core
+//             products; FlashAttention-2 on bf16 sees ~1e-2 against an fp32 reference.
+//   kTolModel loss and per-tensor gradients of the whole model: bf16 GEMM inputs through 8 stack
+//             invocations of 2 blocks (tiny shape) and their adjoints. The CPU-vs-transformers
+//             forward of the inference path holds 3e-2 of the largest logit; a gradient is a
+//             longer chain, so 8e-2 relative norm per tensor (an error in any op shows up as O(1)).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "runtime/cpu/backward.h"
+#include "runtime/cpu/ops.h"
+#include "runtime/cuda/kernels.h"
+#include "runtime/cuda/train_kernels.h"
+#include "runtime/optimizer.h"
+#include "runtime/train.h"
+#include "runtime/trainer.h"
+#include "tests/cuda/cuda_test_util.h"
+#include "tests/runtime/train_test_util.h"
+
+namespace hrm::cuda {
+namespace {
+
+constexpr double kTolF32 = 1e-5;
+constexpr double kTolBf16 = 4e-3;
+constexpr double kTolAttn = 2e-2;
+constexpr double kTolModel = 8e-2;
+constexpr float kEps = 1e-6f;
+
+class CudaTrainOps : public CudaTest {};
+class CudaTrain : public CudaTest {};
+
+// ---- elementwise and row adjoints ----
+
+TEST_F(CudaTrainOps, RmsNormBackwardMatchesCpu) {
+  std::mt19937 rng(1);
+  for (int dim : {64, 1536}) {
+    for (bool acc : {false, true}) {
+      const int rows = 37;
+      const size_t n = static_cast<size_t>(rows) * dim;
+      const std::vector<float> x = normal(rng, n, 2.f), dy = normal(rng, n), base = normal(rng, n);
+      std::vector<float> want = base;
+      cpu::rms_norm_backward(x.data(), dy.data(), rows, dim, kEps, want.data(), acc);
+      const DeviceBuffer dx_ = upload(x), ddy = upload(dy), dout = upload(base);
+      rms_norm_backward(dx_.as<float>(), ddy.as<float>(), rows, dim, kEps, dout.as<float>(), acc, nullptr);
+      expect_close(download<float>(dout, n), want, kTolF32, cat("rms_norm_backward dim=", dim, " acc=", acc));
+    }
+  }
+}
+
+TEST_F(CudaTrainOps, SiluMulBackwardMatchesCpu) {
+  std::mt19937 rng(2);
+  const int rows = 29, inter = 176;
+  const std::vector<float> gu = bf16_normal(rng, size_t{rows} * 2 * inter, 2.f);
+  const std::vector<float> dy = normal(rng, size_t{rows} * inter);
+  std::vector<float> g(rows * inter), u(rows * inter), want_dg(rows * inter), want_du(rows * inter);
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < inter; ++c) g[r * inter + c] = gu[r * 2 * inter + c], u[r * inter + c] = gu[r * 2 * inter + inter + c];
+  cpu::silu_mul_backward(g.data(), u.data(), dy.data(), rows * inter, want_dg.data(), want_du.data());
+  const DeviceBuffer dgu_in = upload(to_bf16(gu)), ddy = upload(dy);
+  const DeviceBuffer dgu = poisoned(gu.size() * sizeof(bf16));
+  silu_mul_backward(dgu_in.as<bf16>(), ddy.as<float>(), rows, inter, dgu.as<bf16>(), nullptr);
+  const std::vector<float> got = to_float(download<bf16>(dgu, gu.size()));
+  std::vector<float> got_dg(rows * inter), got_du(rows * inter);
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < inter; ++c)
+      got_dg[r * inter + c] = got[r * 2 * inter + c], got_du[r * inter + c] = got[r * 2 * inter + inter + c];
+  expect_close(got_dg, want_dg, kTolBf16, "silu_mul_backward d(gate)");
+  expect_close(got_du, want_du, kTolBf16, "silu_mul_backward d(up)");
+}
+
+// Rows of [gate | q | k | v] with bf16-exact values, and the q or k part of them.
+std::vector<float> part_of(const std::vector<float>& gqkv, int rows, int A, int part) {
+  std::vector<float> out(static_cast<size_t>(rows) * A);
+  for (int r = 0; r < rows; ++r)
+    std::copy_n(gqkv.begin() + static_cast<int64_t>(r) * 4 * A + part * A, A, out.begin() + static_cast<int64_t>(r) * A);
+  return out;
+}
+
+TEST_F(CudaTrainOps, RopeQkRotatesQAndKBothWays) {
+  std::mt19937 rng(3);
+  for (int hd : {16, 128}) {
+    const int heads = 3, A = heads * hd, rows = 40;
+    const std::vector<float> gqkv = bf16_normal(rng, size_t{rows} * 4 * A);
+    std::vector<int64_t> pos(rows), neg(rows);
+    std::vector<int32_t> pos32(rows);
+    for (int r = 0; r < rows; ++r) pos[r] = (r * 37) % 900, neg[r] = -pos[r], pos32[r] = static_cast<int32_t>(pos[r]);
+    const std::vector<float> inv_freq = rope_inv_freq(hd);
+    for (float sign : {1.f, -1.f}) {
+      const DeviceBuffer d = upload(to_bf16(gqkv)), dpos = upload(pos32), dfreq = upload(inv_freq);
+      rope_qk(d.as<bf16>(), rows, heads, hd, dpos.as<int32_t>(), dfreq.as<float>(), sign, nullptr);
+      const std::vector<float> got = to_float(download<bf16>(d, gqkv.size()));
+      for (int part = 0; part < 4; ++part) {
+        std::vector<float> want = part_of(gqkv, rows, A, part);
+        if (part == 1 || part == 2)
+          cpu::rope_rotate_half(want.data(), rows, heads, hd, sign > 0 ? pos : neg, inv_freq);
+        const std::vector<float> g = part_of(got, rows, A, part);
+        if (part == 0 || part == 3) {
+          EXPECT_EQ(g, want) << "rope_qk changed the gate or v columns (hd " << hd << ")";
+        } else {
+          expect_close(g, want, kTolBf16, cat("rope_qk part ", part, " hd=", hd, " sign=", sign));
+        }
+      }
+    }
+  }
+}
+
+float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
+
+TEST_F(CudaTrainOps, GateForwardAndBackwardMatchHost) {
+  std::mt19937 rng(4);
+  const int heads = 4, hd = 32, A = heads * hd, rows = 33;
+  const std::vector<float> gqkv = bf16_normal(rng, size_t{rows} * 4 * A, 2.f);
+  const std::vector<float> attn = bf16_normal(rng, size_t{rows} * A);
+  const std::vector<float> d = normal(rng, size_t{rows} * A);
+  std::vector<float> want_gated(rows * A), want_dgate(rows * A), want_dattn(rows * A), want_delta(heads * rows, 0.f);
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < A; ++c) {
+      const float s = sigmoid(gqkv[r * 4 * A + c]), a = attn[r * A + c], g = d[r * A + c];
+      want_gated[r * A + c] = a * s;
+      want_dgate[r * A + c] = g * a * s * (1.f - s);
+      want_dattn[r * A + c] = g * s;
+      want_delta[(c / hd) * rows + r] += bf16_round(g * s) * a;
+    }
+  const DeviceBuffer dg = upload(to_bf16(gqkv)), da = upload(to_bf16(attn)), dd = upload(d);
+  const DeviceBuffer gated = poisoned(attn.size() * 2), dgqkv = poisoned(gqkv.size() * 2),
+                     dattn = poisoned(attn.size() * 2), delta = poisoned(want_delta.size() * 4);
+  gate_forward(dg.as<bf16>(), da.as<bf16>(), rows, A, gated.as<bf16>(), nullptr);
+  gate_backward(dg.as<bf16>(), da.as<bf16>(), dd.as<float>(), rows, heads, hd, dgqkv.as<bf16>(), dattn.as<bf16>(),
+                delta.as<float>(), nullptr);
+  expect_close(to_float(download<bf16>(gated, attn.size())), want_gated, kTolBf16, "gate_forward");
+  expect_close(part_of(to_float(download<bf16>(dgqkv, gqkv.size())), rows, A, 0), want_dgate, kTolBf16,
+               "gate_backward d(gate)");
+  expect_close(to_float(download<bf16>(dattn, attn.size())), want_dattn, kTolBf16, "gate_backward d(attn)");
+  expect_close(download<float>(delta, want_delta.size()), want_delta, 1e-5, "gate_backward delta");
+}
+
+TEST_F(CudaTrainOps, CrossEntropyMatchesHost) {
+  std::mt19937 rng(5);
+  for (int vocab : {512, 65536}) {
+    const int n = 9;
+    const std::vector<float> logits = normal(rng, size_t{n} * vocab, 3.f);
+    std::vector<int32_t> labels(n);
+    for (int i = 0; i < n; ++i) labels[i] = static_cast<int32_t>(rng() % vocab);
+    // Make some rows right: the label gets the largest logit.
+    std::vector<float> z = logits;
+    for (int i = 0; i < n; i += 3) z[static_cast<size_t>(i) * vocab + labels[i]] = 50.f;
+    const float inv_n = 1.f / 17.f;
+    std::vector<float> want_loss(n), want_grad(z.size());
+    std::vector<int32_t> want_correct(n);
+    for (int i = 0; i < n; ++i) {
+      const float* row = z.data() + static_cast<size_t>(i) * vocab;
+      const double mx = *std::max_element(row, row + vocab);
+      double sum = 0;
+      for (int j = 0; j < vocab; ++j) sum += std::exp(row[j] - mx);
+      const double lse = mx + std::log(sum);
+      want_loss[i] = static_cast<float>(lse - row[labels[i]]);
+      want_correct[i] = std::max_element(row, row + vocab) - row == labels[i];
+      for (int j = 0; j < vocab; ++j)
+        want_grad[static_cast<size_t>(i) * vocab + j] =
+            static_cast<float>(std::exp(row[j] - lse) * inv_n - (j == labels[i] ? inv_n : 0.f));
+    }
+    const DeviceBuffer dz = upload(z), dl = upload(labels);
+    const DeviceBuffer loss = poisoned(n * 4), correct = poisoned(n * 4), grad = poisoned(z.size() * 2);
+    cross_entropy(dz.as<float>(), dl.as<int32_t>(), n, vocab, inv_n, loss.as<float>(), correct.as<int32_t>(),
+                  grad.as<bf16>(), nullptr);
+    expect_close(download<float>(loss, n), want_loss, 1e-5, cat("cross_entropy loss V=", vocab));
+    EXPECT_EQ(download<int32_t>(correct, n), want_correct) << "V=" << vocab;
+    expect_close(to_float(download<bf16>(grad, z.size())), want_grad, kTolBf16, cat("cross_entropy grad V=", vocab));
+  }
+}
+
+TEST_F(CudaTrainOps, ScatterRowsAndEmbeddingBackwardMatchHost) {
+  std::mt19937 rng(6);
+  const int dim = 48, T = 20, vocab = 7;
+  const std::vector<float> dz = normal(rng, size_t{T} * dim);
+  std::vector<int32_t> tokens(T);
+  for (int r = 0; r < T; ++r) tokens[r] = static_cast<int32_t>(rng() % vocab);
+  // Host twin of the CSR upload_batch builds.
+  std::vector<int32_t> order(T);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return tokens[a] < tokens[b]; });
+  std::vector<int32_t> tok, begin;
+  for (int i = 0; i < T; ++i)
+    if (i == 0 || tokens[order[i]] != tokens[order[i - 1]]) tok.push_back(tokens[order[i]]), begin.push_back(i);
+  begin.push_back(T);
+  const std::vector<float> base = normal(rng, size_t{vocab} * dim);
+  std::vector<float> want = base;
+  for (int r = 0; r < T; ++r)
+    for (int c = 0; c < dim; ++c) want[tokens[r] * dim + c] += dz[r * dim + c] * 2.5f;
+  const DeviceBuffer ddz = upload(dz), dtok = upload(tok), dbeg = upload(begin), dord = upload(order),
+                     grad = upload(base);
+  embed_backward(ddz.as<float>(), dtok.as<int32_t>(), dbeg.as<int32_t>(), dord.as<int32_t>(),
+                 static_cast<int>(tok.size()), dim, 2.5f, grad.as<float>(), nullptr);
+  expect_close(download<float>(grad, base.size()), want, 1e-6, "embed_backward");
+
+  const std::vector<float> src = normal(rng, size_t{3} * dim);
+  std::vector<float> want_dst = base;  // a [vocab, dim] destination; rows 3, 0 and 6 overwritten
+  const std::vector<int32_t> in_range{3, 0, 6};
+  for (size_t i = 0; i < in_range.size(); ++i) std::copy_n(src.begin() + i * dim, dim, want_dst.begin() + in_range[i] * dim);
+  const DeviceBuffer dst = upload(base), dsrc = upload(src), drows = upload(in_range);
+  scatter_rows(dsrc.as<float>(), drows.as<int32_t>(), 3, dim, dst.as<float>(), nullptr);
+  EXPECT_EQ(download<float>(dst, base.size()), want_dst) << "scatter_rows";
+}
+
+// ---- attention ----
+
+struct PackedQkv {
+  int heads, hd, rows;
+  std::vector<cpu::SeqSpan> spans;
+  std::vector<TrainSeq> seqs;
+  std::vector<float> gqkv;  // [rows, 4A], bf16-exact
+  int A() const { return heads * hd; }
+};
+
+PackedQkv packed_qkv(std::mt19937& rng, int heads, int hd, std::vector<std::pair<int, int>> len_prefix) {
+  PackedQkv p{heads, hd, 0, {}, {}, {}};
+  for (auto [len, prefix] : len_prefix) {
+    p.spans.push_back({p.rows, len, prefix});
+    p.seqs.push_back({p.rows, len, prefix});
+    p.rows += len;
+  }
+  p.gqkv = bf16_normal(rng, static_cast<size_t>(p.rows) * 4 * p.A());
+  return p;
+}
+
+std::vector<std::vector<std::pair<int, int>>> attention_batches() {
+  return {
+      {{5, 3}, {64, 1}, {130, 70}, {200, 200}, {1, 1}},  // tile edges, prefix across tiles, all-prefix
+      {{300, 20}},                                       // causal-dominated, 5 tiles
+      {{65, 64}, {128, 128}, {129, 1}},
+  };
+}
+
+TEST_F(CudaTrainOps, AttentionForwardMatchesCpu) {
+  std::mt19937 rng(7);
+  for (int hd : {16, 64, 128}) {
+    for (const auto& lp : attention_batches()) {
+      const PackedQkv p = packed_qkv(rng, 2, hd, lp);
+      const int A = p.A();
+      const std::vector<float> q = part_of(p.gqkv, p.rows, A, 1), k = part_of(p.gqkv, p.rows, A, 2),
+                               v = part_of(p.gqkv, p.rows, A, 3);
+      std::vector<float> want(static_cast<size_t>(p.rows) * A);
+      cpu::prefix_attention(q.data(), k.data(), v.data(), p.spans, p.heads, hd, want.data());
+      // lse2 on the host, in double.
+      std::vector<float> want_lse(static_cast<size_t>(p.heads) * p.rows);
+      const double scale_log2 = 1.4426950408889634 / std::sqrt(static_cast<double>(hd));
+      for (const auto& s : p.spans)
+        for (int h = 0; h < p.heads; ++h)
+          for (int64_t i = 0; i < s.len; ++i) {
+            const int64_t visible = std::min(s.len, std::max(s.prefix, i + 1));
+            std::vector<double> sc(visible);
+            double mx = -1e300;
+            for (int64_t j = 0; j < visible; ++j) {
+              double dot = 0;
+              for (int d = 0; d < hd; ++d) dot += double{q[(s.start + i) * A + h * hd + d]} * k[(s.start + j) * A + h * hd + d];
+              sc[j] = dot * scale_log2;
+              mx = std::max(mx, sc[j]);
+            }
+            double sum = 0;
+            for (double x : sc) sum += std::exp2(x - mx);
+            want_lse[h * p.rows + s.start + i] = static_cast<float>(mx + std::log2(sum));
+          }
+      const std::vector<TrainTile> tiles = train_tiles(p.seqs);
+      const DeviceBuffer dg = upload(to_bf16(p.gqkv)), dseqs = upload(p.seqs), dtiles = upload(tiles);
+      const DeviceBuffer out = poisoned(want.size() * 2), lse = poisoned(want_lse.size() * 4);
+      train_attention_forward(dg.as<bf16>(), p.rows, dseqs.as<TrainSeq>(), dtiles.as<TrainTile>(),
+                              static_cast<int>(tiles.size()), p.heads, hd, out.as<bf16>(), lse.as<float>(), nullptr);
+      const std::string what = cat("train attention forward hd=", hd, " rows=", p.rows);
+      expect_close(to_float(download<bf16>(out, want.size())), want, kTolAttn, what);
+      const std::vector<float> got_lse = download<float>(lse, want_lse.size());
+      double worst = 0;
+      for (size_t i = 0; i < got_lse.size(); ++i) worst = std::max(worst, std::abs(double{got_lse[i]} - want_lse[i]));
+      std::printf("  %-64s lse worst abs err %.2e\n", what.c_str(), worst);
+      EXPECT_LT(worst, 2e-3) << what << ": lse";  // log2 units; exact inputs, fp32 sums
+    }
+  }
+}
+
+TEST_F(CudaTrainOps, AttentionBackwardMatchesCpu) {
+  std::mt19937 rng(8);
+  for (int hd : {16, 64, 128}) {
+    for (const auto& lp : attention_batches()) {
+      const PackedQkv p = packed_qkv(rng, 2, hd, lp);
+      const int A = p.A();
+      const size_t n = static_cast<size_t>(p.rows) * A;
+      const std::vector<TrainTile> tiles = train_tiles(p.seqs);
+      const DeviceBuffer dg = upload(to_bf16(p.gqkv)), dseqs = upload(p.seqs), dtiles = upload(tiles);
+      const DeviceBuffer out = poisoned(n * 2), lse = poisoned(size_t{2} * p.rows * 4);
+      train_attention_forward(dg.as<bf16>(), p.rows, dseqs.as<TrainSeq>(), dtiles.as<TrainTile>(),
+                              static_cast<int>(tiles.size()), p.heads, hd, out.as<bf16>(), lse.as<float>(), nullptr);
+      const std::vector<float> o = to_float(download<bf16>(out, n));
+      const std::vector<float> dout = bf16_normal(rng, n);
+      std::vector<float> delta(static_cast<size_t>(p.heads) * p.rows, 0.f);
+      for (int r = 0; r < p.rows; ++r)
+        for (int c = 0; c < A; ++c) delta[(c / hd) * p.rows + r] += dout[r * A + c] * o[r * A + c];
+      const DeviceBuffer ddo = upload(to_bf16(dout)), ddelta = upload(delta);
+      const DeviceBuffer dgqkv = poisoned(p.gqkv.size() * 2);
+      train_attention_backward(dg.as<bf16>(), ddo.as<bf16>(), lse.as<float>(), ddelta.as<float>(), p.rows,
+                               dseqs.as<TrainSeq>(), dtiles.as<TrainTile>(), static_cast<int>(tiles.size()), p.heads,
+                               hd, dgqkv.as<bf16>(), nullptr);
+      const std::vector<float> got = to_float(download<bf16>(dgqkv, p.gqkv.size()));
+
+      const std::vector<float> q = part_of(p.gqkv, p.rows, A, 1), k = part_of(p.gqkv, p.rows, A, 2),
+                               v = part_of(p.gqkv, p.rows, A, 3);
+      std::vector<float> dq(n), dk(n), dv(n);
+      cpu::prefix_attention_backward(q.data(), k.data(), v.data(), o.data(), dout.data(), p.spans, p.heads, hd,
+                                     dq.data(), dk.data(), dv.data());
+      const std::string what = cat("train attention backward hd=", hd, " rows=", p.rows);
+      expect_close(part_of(got, p.rows, A, 1), dq, kTolAttn, what + " dq");
+      expect_close(part_of(got, p.rows, A, 2), dk, kTolAttn, what + " dk");
+      expect_close(part_of(got, p.rows, A, 3), dv, kTolAttn, what + " dv");
+      const std::vector<float> gate = part_of(got, p.rows, A, 0);
+      EXPECT_TRUE(std::all_of(gate.begin(), gate.end(), [](float x) { return std::isnan(x); }))
+          << what << ": the attention backward wrote into the gate columns";
+    }
+  }
+}
+
+TEST_F(CudaTrainOps, AttentionRejectsUnsupportedHeadDim) {
+  EXPECT_FALSE(train_attention_supports_head_dim(256));
+  try {
+    train_attention_forward(nullptr, 4, nullptr, nullptr, 1, 1, 48, nullptr, nullptr, nullptr);
+    FAIL() << "head_dim 48 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("head_dim 48"), std::string::npos) << e.what();
+  }
+}
+
+// ---- the whole backend ----
+
+ModelConfig tiny_config() { return shape_config("tiny", 512); }
+
+// Samples whose prompts and responses cross 64-row tile edges, one prompt longer than a tile.
+PackedBatch mixed_batch(std::mt19937& rng, int vocab) {
+  PackedBatch b;
+  for (auto [inst, resp] : std::vector<std::pair<int, int>>{{70, 30}, {5, 12}, {1, 66}, {3, 2}}) {
+    std::vector<TokenId> i(inst), r(resp);
+    for (auto& t : i) t = static_cast<TokenId>(rng() % vocab);
+    for (auto& t : r) t = static_cast<TokenId>(rng() % vocab);
+    b.add_sample(i, r);
+  }
+  return b;
+}
+
+void expect_grads_close(const ModelWeights& got, const ModelWeights& want, const LossResult& r,
+                        const std::string& what) {
+  ModelWeights g = got, w = want;  // trainable_tensors takes non-const
+  const std::vector<NamedTensor> gt = trainable_tensors(g), wt = trainable_tensors(w);
+  const std::vector<char> active = r.active(g);
+  for (size_t i = 0; i < gt.size(); ++i) {
+    if (!active[i]) {
+      const bool zero = std::all_of(gt[i].data->begin(), gt[i].data->end(), [](float x) { return x == 0.f; });
+      EXPECT_TRUE(zero) << what << ": " << gt[i].name << " not reached but has a gradient";
+      continue;
+    }
+    const Diff d = diff(*gt[i].data, *wt[i].data);
+    EXPECT_EQ(d.nonfinite, 0) << what << ": " << gt[i].name;
+    EXPECT_LT(d.rel, kTolModel) << what << ": " << gt[i].name;
+    if (i == 0 || i + 1 == gt.size() || d.rel > kTolModel)
+      std::printf("  %-40s %-44s rel err %.2e\n", what.c_str(), gt[i].name.c_str(), d.rel);
+  }
+}
+
+TEST_F(CudaTrain, LossAndGradientsMatchCpu) {
+  const ModelConfig cfg = tiny_config();
+  const ModelWeights w = init_weights(cfg, 3);
+  std::mt19937 rng(9);
+  const PackedBatch batch = mixed_batch(rng, static_cast<int>(cfg.vocab_size));
+  auto gpu = make_cuda_train_backend();
+  for (int64_t bp : {int64_t{1}, int64_t{2}, int64_t{5}, BackpropPlan::full(cfg)}) {
+    const std::string what = cat("bp_steps ", bp);
+    ModelWeights want = zeros_like(w), got = zeros_like(w);
+    const LossResult rc = cpu_forward_backward(cfg, w, batch, bp, &want, /*grad_tokens=*/200);
+    const LossResult rg = gpu->forward_backward(cfg, w, batch, bp, &got, 200);
+    EXPECT_EQ(rg.loss_tokens, rc.loss_tokens) << what;
+    EXPECT_NEAR(rg.loss, rc.loss, 1e-2 * rc.loss) << what;
+    EXPECT_NEAR(static_cast<double>(rg.correct), static_cast<double>(rc.correct), 2.0) << what;
+    EXPECT_EQ(rg.embed_reached, rc.embed_reached) << what;
+    EXPECT_EQ(rg.H_reached, rc.H_reached) << what;
+    EXPECT_EQ(rg.L_reached, rc.L_reached) << what;
+    EXPECT_EQ(rg.lm_head_reached, rc.lm_head_reached) << what;
+    std::printf("  %s: loss cpu %.6f gpu %.6f\n", what.c_str(), rc.loss, rg.loss);
+    expect_grads_close(got, want, rc, what);
+  }
+}
+
+TEST_F(CudaTrain, AddsIntoTheGradientBufferAndSkipsWithoutOne) {
+  const ModelConfig cfg = tiny_config();
+  const ModelWeights w = init_weights(cfg, 4);
+  std::mt19937 rng(10);
+  const PackedBatch batch = mixed_batch(rng, static_cast<int>(cfg.vocab_size));
+  auto gpu = make_cuda_train_backend();
+  ModelWeights once = zeros_like(w);
+  const LossResult r1 = gpu->forward_backward(cfg, w, batch, 5, &once, 0);
+  ModelWeights twice = zeros_like(w);
+  gpu->forward_backward(cfg, w, batch, 5, &twice, 0);
+  gpu->forward_backward(cfg, w, batch, 5, &twice, 0);
+  ModelWeights a = once, b = twice;
+  const std::vector<NamedTensor> ta = trainable_tensors(a), tb = trainable_tensors(b);
+  for (size_t i = 0; i < ta.size(); ++i)
+    for (size_t j = 0; j < ta[i].data->size(); ++j)
+      ASSERT_EQ((*tb[i].data)[j], 2.f * (*ta[i].data)[j]) << ta[i].name << "[" << j << "]: not added";
+  const LossResult r0 = gpu->forward_backward(cfg, w, batch, 5, nullptr, 0);
+  EXPECT_EQ(r0.loss, r1.loss) << "the loss without gradients differs (same kernels, same order)";
+  EXPECT_FALSE(r0.lm_head_reached || r0.embed_reached || r0.H_reached || r0.L_reached);
+}
+
+TEST_F(CudaTrain, RefreshesItsWeightsWhenTold) {
+  const ModelConfig cfg = tiny_config();
+  ModelWeights w = init_weights(cfg, 5);
+  std::mt19937 rng(11);
+  const PackedBatch batch = mixed_batch(rng, static_cast<int>(cfg.vocab_size));
+  auto gpu = make_cuda_train_backend();
+  const double before = gpu->forward_backward(cfg, w, batch, 2, nullptr, 0).loss;
+  for (float& x : w.lm_head) x *= 3.f;
+  gpu->weights_updated();
+  const double after = gpu->forward_backward(cfg, w, batch, 2, nullptr, 0).loss;
+  const double want = cpu_forward_backward(cfg, w, batch, 2, nullptr).loss;
+  EXPECT_NEAR(after, want, 1e-2 * want);
+  EXPECT_GT(std::abs(after - before), 1e-2) << "the changed lm_head did not reach the GPU";
+}
+
+TEST_F(CudaTrain, RejectsBadBatchesNamingTheProblem) {
+  const ModelConfig cfg = tiny_config();
+  const ModelWeights w = init_weights(cfg, 6);
+  auto gpu = make_cuda_train_backend();
+  PackedBatch b;
+  const std::vector<TokenId> inst{1, 2}, resp{3, 9999};
+  b.add_sample(inst, resp);
+  try {
+    gpu->forward_backward(cfg, w, b, 2, nullptr, 0);
+    FAIL() << "an out-of-vocabulary label was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("9999"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(CudaTrain, TrainerStepsFollowTheCpuTrainer) {
+  const ModelConfig cfg = tiny_config();
+  const TrainCorpus corpus = test::random_corpus(60, 12);
+  TrainOptions o = test::small_train_options();
+  Trainer cpu(cfg, init_weights(cfg, 7), corpus, o, make_cpu_train_backend());
+  Trainer gpu(cfg, init_weights(cfg, 7), corpus, o, make_cuda_train_backend());
+  for (int s = 0; s < o.steps; ++s) {
+    const StepStats a = cpu.step(), b = gpu.step();
+    EXPECT_EQ(a.tokens, b.tokens);
+    EXPECT_NEAR(b.loss, a.loss, 2e-2 * a.loss) << "step " << a.step;
+    std::printf("  step %lld: loss cpu %.5f gpu %.5f\n", static_cast<long long>(a.step), a.loss, b.loss);
+  }
+  // The weights after six Adam-atan2 steps: each moves by at most lr * pi/4 per step, and sign
+  // agreement of the update dominates, so they stay close.
+  ModelWeights wa = cpu.weights(), wb = gpu.weights();
+  const std::vector<NamedTensor> ta = trainable_tensors(wa), tb = trainable_tensors(wb);
+  for (size_t i = 0; i < ta.size(); ++i) {
+    const Diff d = diff(*tb[i].data, *ta[i].data);
+    EXPECT_LT(d.rel, 1e-2) << ta[i].name;
+  }
+}
+
+}  // namespace
+}  // namespace hrm::cuda
