@@ -56,14 +56,6 @@ std::string json_line(std::initializer_list<std::pair<const char*, std::string>>
   return std::string(buf.GetString(), buf.GetSize()) + "\n";
 }
 
-// The boxed answer at the end of a synthetic response.
-std::string boxed(const std::string& response) {
-  const size_t b = response.rfind("\\boxed{");
-  const size_t e = response.find('}', b);
-  HRM_CHECK(b != std::string::npos && e != std::string::npos, "synthetic response without \\boxed{}");
-  return response.substr(b + 7, e - b - 7);
-}
-
 // Runs `hrmbench ARGS...` (this executable) and fails the demo if it fails.
 void step(const std::string& title, const std::vector<std::string>& args) {
   std::string shown = "hrmbench";
@@ -105,10 +97,7 @@ void write_benchmark(const DemoArgs& a, const fs::path& dir) {
   std::ofstream test(dir / "data" / "gsm8k" / "test.jsonl"), leak(dir / "leak.jsonl");
   for (size_t i = 0; i < items.size(); ++i) {
     const auto& s = items[i];
-    const std::string answer = boxed(s.response);
-    std::string reasoning = s.response.substr(0, s.response.rfind("\\boxed{"));
-    while (!reasoning.empty() && reasoning.back() == ' ') reasoning.pop_back();
-    test << json_line({{"question", s.instruction}, {"answer", reasoning + "\n#### " + answer}});
+    test << to_gsm8k_jsonl(s) << "\n";
     if (static_cast<int64_t>(i) < a.leaked) leak << json_line({{"question", s.instruction}, {"response", s.response}});
   }
 }

@@ -22,5 +22,7 @@ void add_train_commands(CLI::App& app);
 void add_bench_commands(CLI::App& bench);
 // demo: the whole pipeline on embedded defaults (cmd_demo.cpp)
 void add_demo_commands(CLI::App& app);
+// make-task: a synthetic task with a held-out test split (cmd_synth.cpp)
+void add_synth_commands(CLI::App& app);
 
 }  // namespace hrm::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   hrm::cli::add_eval_commands(app);
   hrm::cli::add_train_commands(app);
   hrm::cli::add_demo_commands(app);
+  hrm::cli::add_synth_commands(app);
   hrm::cli::add_bench_commands(bench);
   try {
     app.parse(argc, argv);

@@ -5,6 +5,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
 #include <array>
 #include <fstream>
 
@@ -86,15 +87,62 @@ SyntheticSample word_problem(Rng& r, const std::string& condition) {
   return out;
 }
 
+// Difficulty 1: one addition or subtraction on numbers below 10.
+SyntheticSample one_step_problem(Rng& r, const std::string& condition) {
+  const std::string name = r.pick(kNames), item = r.pick(kItems);
+  SyntheticSample out;
+  out.condition = condition;
+  if (r.next() % 2 == 0) {
+    const int64_t a = r.range(1, 9), b = r.range(1, 9), ans = a + b;
+    out.instruction = name + " has " + s(a) + " " + item + ". " + name + " gets " + s(b) + " more. How many " +
+                      item + " does " + name + " have now?";
+    out.response = s(a) + " + " + s(b) + " = " + s(ans) + ". \\boxed{" + s(ans) + "}";
+  } else {
+    const int64_t a = r.range(2, 18), b = r.range(1, std::min<int64_t>(9, a - 1)), ans = a - b;
+    out.instruction = name + " has " + s(a) + " " + item + " and gives away " + s(b) + ". How many " + item +
+                      " are left?";
+    out.response = s(a) + " - " + s(b) + " = " + s(ans) + ". \\boxed{" + s(ans) + "}";
+  }
+  return out;
+}
+
+// Difficulty 2: an addition and a subtraction, in either order, on numbers up to 20.
+SyntheticSample two_step_problem(Rng& r, const std::string& condition) {
+  const std::string name = r.pick(kNames), item = r.pick(kItems);
+  SyntheticSample out;
+  out.condition = condition;
+  if (r.next() % 2 == 0) {
+    const int64_t a = r.range(2, 20), b = r.range(1, 20), c = r.range(1, std::min<int64_t>(20, a + b));
+    const int64_t t = a + b, ans = t - c;
+    out.instruction = name + " has " + s(a) + " " + item + ", buys " + s(b) + " more and then gives away " + s(c) +
+                      ". How many " + item + " does " + name + " have now?";
+    out.response = s(a) + " + " + s(b) + " = " + s(t) + ". " + s(t) + " - " + s(c) + " = " + s(ans) + ". \\boxed{" +
+                   s(ans) + "}";
+  } else {
+    const int64_t a = r.range(2, 20), c = r.range(1, a), b = r.range(1, 20);
+    const int64_t t = a - c, ans = t + b;
+    out.instruction = name + " has " + s(a) + " " + item + ", loses " + s(c) + " and then finds " + s(b) +
+                      ". How many " + item + " does " + name + " have now?";
+    out.response = s(a) + " - " + s(c) + " = " + s(t) + ". " + s(t) + " + " + s(b) + " = " + s(ans) + ". \\boxed{" +
+                   s(ans) + "}";
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<SyntheticSample> make_synthetic_corpus(const SyntheticOptions& o) {
   if (o.n < 0 || o.leak_count < 0) throw Error(cat("corpus sizes must be >= 0, got n=", o.n, " leak-count=", o.leak_count));
+  if (o.difficulty < kMinDifficulty || o.difficulty > kMaxDifficulty)
+    throw Error(cat("difficulty must be ", kMinDifficulty, " to ", kMaxDifficulty, ", got ", o.difficulty));
   if (o.leak_count > 0 && o.leaks.empty()) throw Error("--leak-count > 0 needs questions to plant (--leak FILE)");
   Rng r{o.seed};
   std::vector<SyntheticSample> out;
   out.reserve(o.n + o.leak_count);
-  for (int64_t i = 0; i < o.n; ++i) out.push_back(word_problem(r, o.condition));
+  for (int64_t i = 0; i < o.n; ++i)
+    out.push_back(o.difficulty == 1   ? one_step_problem(r, o.condition)
+                  : o.difficulty == 2 ? two_step_problem(r, o.condition)
+                                      : word_problem(r, o.condition));
   // Plant each copy at a random position (insertion keeps the earlier ones in order).
   for (int64_t k = 0; k < o.leak_count; ++k) {
     const LeakQuestion& q = o.leaks[k % static_cast<int64_t>(o.leaks.size())];
@@ -132,6 +180,28 @@ std::vector<LeakQuestion> read_leak_questions(const std::filesystem::path& path)
   }
   if (out.empty()) throw Error(cat(path.string(), ": no questions"));
   return out;
+}
+
+std::string boxed_answer(const std::string& response) {
+  const size_t b = response.rfind("\\boxed{");
+  const size_t e = b == std::string::npos ? b : response.find('}', b);
+  if (e == std::string::npos) throw Error(cat("synthetic response without \\boxed{}: '", response, "'"));
+  return response.substr(b + 7, e - b - 7);
+}
+
+std::string to_gsm8k_jsonl(const SyntheticSample& x) {
+  std::string reasoning = x.response.substr(0, x.response.rfind("\\boxed{"));
+  while (!reasoning.empty() && reasoning.back() == ' ') reasoning.pop_back();
+  const std::string answer = reasoning + "\n#### " + boxed_answer(x.response);
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  w.StartObject();
+  w.Key("question");
+  w.String(x.instruction.c_str(), static_cast<rapidjson::SizeType>(x.instruction.size()));
+  w.Key("answer");
+  w.String(answer.c_str(), static_cast<rapidjson::SizeType>(answer.size()));
+  w.EndObject();
+  return std::string(buf.GetString(), buf.GetSize());
 }
 
 std::string to_jsonl(const SyntheticSample& x) {
