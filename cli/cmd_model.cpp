@@ -225,14 +225,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 void run_bench(const BenchArgs& a) {
   std::optional<tbb::global_control> limit;
   if (a.threads > 0) limit.emplace(tbb::global_control::max_allowed_parallelism, a.threads);
-  ModelConfig cfg = a.config.empty() ? shape_config(a.shape, a.vocab)
-                    : std::filesystem::is_directory(a.config) ? load_config(a.config)
-                                                             : [&] {
-                                                                 std::ifstream in(a.config);
-                                                                 std::stringstream ss;
-                                                                 ss << in.rdbuf();
-                                                                 return parse_config(ss.str(), a.config);
-                                                               }();
+  const ModelConfig cfg = a.config.empty() ? shape_config(a.shape, a.vocab) : load_config(a.config);
   const std::string name = a.config.empty() ? a.shape : a.config;
   // The exact shape for scripts/bench_transformers.py --config, so both sides run the same model.
   if (!a.write_config.empty()) {

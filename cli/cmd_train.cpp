@@ -13,6 +13,8 @@
 
 #include <rapidjson/document.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
@@ -20,6 +22,7 @@
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <random>
 #include <sstream>
 #include <thread>
 #include <string>
@@ -156,16 +159,7 @@ void run_train(const TrainArgs& a, Communicator& comm) {
   } else {
     ModelConfig cfg;
     if (!a.config.empty()) {
-      const fs::path p(a.config);
-      cfg = fs::is_directory(p) ? load_config(p) : parse_config(
-          [&] {
-            std::ifstream in(p);
-            if (!in) throw Error(cat(p.string(), ": cannot open"));
-            std::stringstream ss;
-            ss << in.rdbuf();
-            return ss.str();
-          }(),
-          p.string());
+      cfg = load_config(a.config);
     } else {
       const int64_t vocab = tok ? static_cast<int64_t>(tok->vocab_size()) : corpus_vocab(a.data, corpus);
       cfg = shape_config(a.shape, vocab);
@@ -343,9 +337,105 @@ void run_pack_stats(const PackStatsArgs& a) {
   }
 }
 
+struct BenchTrainArgs {
+  std::string shape = "tiny", config, backend = "cpu";
+  int64_t vocab = 65536, batch_tokens = 4096, sample_tokens = 512, bp_steps = 5, steps = 3, warmup = 1;
+  double prompt_ratio = 0.5, peak_tflops = 0;
+  int device = 0, threads = 0;
+  uint64_t seed = 0;
+};
+
+// Training throughput of a model shape with random weights: one packed batch of equal random samples
+// (prompt share --prompt-ratio), timed through the backend's forward/backward and the host optimizer
+// step, after --warmup untimed steps. Model FLOPs as train_flops counts them; MFU against
+// --peak-tflops (e.g. 989 for an H100 SXM's dense bf16).
+void run_bench_train(const BenchTrainArgs& a) {
+  std::optional<tbb::global_control> limit;
+  if (a.threads > 0) limit.emplace(tbb::global_control::max_allowed_parallelism, a.threads);
+  const ModelConfig cfg = a.config.empty() ? shape_config(a.shape, a.vocab) : load_config(a.config);
+  const std::string name = a.config.empty() ? a.shape : a.config;
+  if (a.sample_tokens < 2 || a.sample_tokens > cfg.max_position_embeddings)
+    throw Error(cat("--sample-tokens ", a.sample_tokens, ": expected 2 .. max_position_embeddings = ",
+                    cfg.max_position_embeddings));
+  if (a.sample_tokens > a.batch_tokens)
+    throw Error(cat("--sample-tokens ", a.sample_tokens, " exceeds --batch-tokens ", a.batch_tokens));
+  if (!(a.prompt_ratio > 0 && a.prompt_ratio < 1)) throw Error("--prompt-ratio must lie strictly between 0 and 1");
+  if (a.steps < 1 || a.warmup < 0) throw Error("--steps must be >= 1 and --warmup >= 0");
+  const auto t0 = std::chrono::steady_clock::now();
+  ModelWeights w = init_weights(cfg, a.seed);
+  ModelWeights grads = zeros_like(w);
+  AdamAtan2 opt(AdamAtan2Config{}, w);
+  std::unique_ptr<TrainBackend> backend;
+  if (a.backend == "cpu") backend = make_cpu_train_backend();
+  else if (a.backend == "cuda") backend = make_cuda_train_backend({.device = a.device});
+  else throw Error(cat("--backend ", a.backend, ": expected cpu or cuda"));
+  std::fprintf(stderr, "bench train: %s, %.3f B parameters, %s backend, set up in %.1f s\n", name.c_str(),
+               static_cast<double>(cfg.parameter_count()) / 1e9, backend->name().c_str(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+
+  std::mt19937_64 rng(a.seed);
+  std::uniform_int_distribution<TokenId> tok(14, static_cast<TokenId>(cfg.vocab_size - 1));
+  const int64_t inst_len = std::clamp<int64_t>(std::llround(a.sample_tokens * a.prompt_ratio), 1, a.sample_tokens - 1);
+  PackedBatch batch;
+  while (batch.size() + a.sample_tokens <= a.batch_tokens) {
+    std::vector<TokenId> inst(inst_len), resp(a.sample_tokens + 1 - inst_len);  // packed length sample_tokens
+    for (auto& t : inst) t = tok(rng);
+    for (auto& t : resp) t = tok(rng);
+    batch.add_sample(inst, resp);
+  }
+  const TrainFlops flops = train_flops(cfg, batch, a.bp_steps);
+  double fb_s = 0, opt_s = 0, loss = 0;
+  for (int64_t i = 0; i < a.warmup + a.steps; ++i) {
+    const auto s0 = std::chrono::steady_clock::now();
+    set_zero(grads);
+    const LossResult r = backend->forward_backward(cfg, w, batch, a.bp_steps, &grads, 0);
+    const auto s1 = std::chrono::steady_clock::now();
+    opt.step(w, grads, 1e-4, r.active(w));
+    backend->weights_updated();
+    const auto s2 = std::chrono::steady_clock::now();
+    const double fb = std::chrono::duration<double>(s1 - s0).count(), os = std::chrono::duration<double>(s2 - s1).count();
+    std::fprintf(stderr, "bench train: %s step %lld/%lld  loss %.4f  fwd+bwd %.3f s  optimizer %.3f s\n",
+                 i < a.warmup ? "warm-up" : "timed", static_cast<long long>(i + 1),
+                 static_cast<long long>(a.warmup + a.steps), r.loss, fb, os);
+    if (i >= a.warmup) fb_s += fb, opt_s += os, loss = r.loss;
+  }
+  const double n = static_cast<double>(a.steps), step_s = (fb_s + opt_s) / n;
+  const double tflops = flops.total() / step_s / 1e12;
+  std::printf("| shape | backend | batch tokens | bp steps | fwd+bwd ms | optimizer ms | tokens/s | model TFLOP/step "
+              "| TFLOP/s | MFU |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("| %s | %s | %lld | %lld | %.1f | %.1f | %.0f | %.4g | %.4g | %s |\n", name.c_str(),
+              backend->name().c_str(), static_cast<long long>(batch.size()), static_cast<long long>(a.bp_steps),
+              1000 * fb_s / n, 1000 * opt_s / n, static_cast<double>(batch.size()) / step_s, flops.total() / 1e12,
+              tflops, a.peak_tflops > 0 ? cat(std::lround(1000 * tflops / a.peak_tflops) / 10.0, "%").c_str() : "-");
+  std::fprintf(stderr, "bench train: last loss %.4f (random tokens: it stays near ln(vocab) = %.2f)\n", loss,
+               std::log(static_cast<double>(cfg.vocab_size)));
+}
+
+void add_bench_train(CLI::App& bench) {
+  auto a = std::make_shared<BenchTrainArgs>();
+  auto* bt = bench.add_subcommand("train", "Training throughput (tokens/s, MFU) of a model shape with random weights");
+  bt->add_option("--shape", a->shape, "tiny, b, l or xl (DESIGN §2)")->capture_default_str();
+  bt->add_option("--config", a->config, "config.json (file or model directory) instead of --shape");
+  bt->add_option("--vocab", a->vocab, "Vocabulary size for --shape")->capture_default_str();
+  bt->add_option("--backend", a->backend, "cpu or cuda")->capture_default_str();
+  bt->add_option("--device", a->device, "GPU index for --backend cuda")->capture_default_str();
+  bt->add_option("--batch-tokens", a->batch_tokens, "Token budget of the packed batch (per GPU)")->capture_default_str();
+  bt->add_option("--sample-tokens", a->sample_tokens, "Packed length of each sample")->capture_default_str();
+  bt->add_option("--prompt-ratio", a->prompt_ratio, "Share of each sample that is prompt (bidirectional)")
+      ->capture_default_str();
+  bt->add_option("--bp-steps", a->bp_steps, "Truncated-backprop steps (the reference ends at 5)")->capture_default_str();
+  bt->add_option("--steps", a->steps, "Timed steps")->capture_default_str();
+  bt->add_option("--warmup", a->warmup, "Untimed steps first")->capture_default_str();
+  bt->add_option("--peak-tflops", a->peak_tflops, "The device's peak dense TFLOP/s, for MFU (H100 SXM bf16: 989)");
+  bt->add_option("--threads", a->threads, "CPU threads (default: all)");
+  bt->add_option("--seed", a->seed, "Weight and data seed")->capture_default_str();
+  bt->callback([a] { run_bench_train(*a); });
+}
+
 }  // namespace
 
 void add_train_commands(CLI::App& app) {
+  add_bench_train(*app.get_subcommand("bench"));  // main.cpp adds `bench` first
   auto a = std::make_shared<TrainArgs>();
   auto* tr = app.add_subcommand("train", "Train an HRM-Text model with the reference recipe (CPU or one GPU "
                                                   "per process; data-parallel under mpirun)");

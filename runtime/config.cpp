@@ -292,7 +292,9 @@ ModelConfig parse_config(std::string_view json, std::string_view origin) {
 }
 
 ModelConfig load_config(const std::filesystem::path& model_dir) {
-  const std::filesystem::path path = model_dir / "config.json";
+  namespace fs = std::filesystem;
+  const bool file = fs::is_regular_file(model_dir) || (!fs::exists(model_dir) && model_dir.extension() == ".json");
+  const fs::path path = file ? model_dir : model_dir / "config.json";
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(cat(path.string(), ": cannot open (expected the model's config.json)"));
   std::ostringstream text;

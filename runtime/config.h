@@ -49,6 +49,7 @@ struct ModelConfig {
 
 // `origin` names the file in error messages. Throws hrm::Error naming the field on anything invalid.
 ModelConfig parse_config(std::string_view json, std::string_view origin = "config.json");
+// `model_dir`/config.json, or `model_dir` itself when it is a file (or a missing *.json path).
 ModelConfig load_config(const std::filesystem::path& model_dir);
 
 }  // namespace hrm

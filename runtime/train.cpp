@@ -385,6 +385,22 @@ LossResult cpu_forward_backward(const ModelConfig& cfg, const ModelWeights& w, c
   return res;
 }
 
+TrainFlops train_flops(const ModelConfig& cfg, const PackedBatch& batch, int64_t bp_steps) {
+  const double T = static_cast<double>(batch.size()), D = static_cast<double>(cfg.hidden_size);
+  const double A = static_cast<double>(cfg.attn_dim()), I = static_cast<double>(cfg.intermediate_size);
+  double visible = 0;  // sum over rows of the keys each row attends to
+  for (const cpu::SeqSpan& s : batch.seqs)
+    for (int64_t i = 0; i < s.len; ++i) visible += static_cast<double>(std::min(s.len, std::max(s.prefix, i + 1)));
+  const double block = 2 * T * (4 * A * D + A * D + 2 * I * D + I * D) + 2 * 2 * A * visible;  // GEMMs, QK^T and PV
+  const double stack = block * static_cast<double>(cfg.num_layers_per_stack);
+  const double head = 2 * static_cast<double>(batch.loss_tokens()) * D * static_cast<double>(cfg.vocab_size);
+  const BackpropPlan plan(cfg, bp_steps);
+  const double invocations = static_cast<double>(cfg.H_cycles * (cfg.L_cycles + 1));
+  const double with_grad = static_cast<double>(std::min(plan.H_bp, cfg.H_cycles) +
+                                               std::min(plan.L_bp, cfg.H_cycles * cfg.L_cycles));
+  return {invocations * stack + head, 2 * (with_grad * stack + head)};
+}
+
 namespace {
 class CpuTrainBackend final : public TrainBackend {
  public:

@@ -110,6 +110,17 @@ std::vector<NamedTensor> trainable_tensors(ModelWeights& w);
 LossResult cpu_forward_backward(const ModelConfig& cfg, const ModelWeights& w, const PackedBatch& batch,
                                 int64_t bp_steps, ModelWeights* grads, int64_t grad_tokens = 0);
 
+// Model FLOPs of one training step on `batch` (a multiply-add counts 2), the usual convention for
+// MFU: every stack invocation's forward (the projections, and attention over exactly the keys each
+// query sees under the PrefixLM mask), the lm_head on the loss rows, and twice the forward of what the
+// backward differentiates (the last bp_steps invocations and the lm_head). Recomputation,
+// normalisation and elementwise work are not counted.
+struct TrainFlops {
+  double forward = 0, backward = 0;
+  double total() const { return forward + backward; }
+};
+TrainFlops train_flops(const ModelConfig& cfg, const PackedBatch& batch, int64_t bp_steps);
+
 // The interface a training backend implements (CPU reference today; CUDA later). It owns no weights:
 // the trainer passes the fp32 master weights and a gradient buffer each step.
 class TrainBackend {

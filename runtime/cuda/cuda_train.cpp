@@ -185,11 +185,10 @@ void CudaTrainBackend::ensure_model(const ModelConfig& cfg, const ModelWeights& 
                           cfg.num_attention_heads == cfg_.num_attention_heads && cfg.head_dim == cfg_.head_dim &&
                           cfg.intermediate_size == cfg_.intermediate_size &&
                           cfg.num_layers_per_stack == cfg_.num_layers_per_stack && cfg.rope_theta == cfg_.rope_theta;
+  cfg_ = cfg;  // eps, cycles and scales may change without a new upload
   if (same_shape && weights_src_ == &w) return;
-  HRM_CUDA_CHECK(cudaSetDevice(device_));
   if (!train_attention_supports_head_dim(static_cast<int>(cfg.head_dim)))
     throw Error(cat("CUDA training: head_dim ", cfg.head_dim, " is not supported (16, 32, 64 or 128)"));
-  cfg_ = cfg;
   D_ = cfg.hidden_size, A_ = cfg.attn_dim(), I_ = cfg.intermediate_size, V_ = cfg.vocab_size;
   heads_ = cfg.num_attention_heads, hd_ = cfg.head_dim;
   const auto f32 = [](int64_t n) { return DeviceBuffer(static_cast<size_t>(n) * sizeof(float)); };

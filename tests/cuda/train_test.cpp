@@ -461,13 +461,18 @@ TEST_F(CudaTrain, TrainerStepsFollowTheCpuTrainer) {
     EXPECT_NEAR(b.loss, a.loss, 2e-2 * a.loss) << "step " << a.step;
     std::printf("  step %lld: loss cpu %.5f gpu %.5f\n", static_cast<long long>(a.step), a.loss, b.loss);
   }
-  // The weights after six Adam-atan2 steps: each moves by at most lr * pi/4 per step, and sign
-  // agreement of the update dominates, so they stay close.
-  ModelWeights wa = cpu.weights(), wb = gpu.weights();
-  const std::vector<NamedTensor> ta = trainable_tensors(wa), tb = trainable_tensors(wb);
+  // What six Adam-atan2 steps moved: the same direction on both. Adam's update is nearly the sign
+  // of the gradient early on, so components whose gradient is near zero may move differently; a wrong
+  // gradient moves most components differently (relative difference O(1)).
+  const ModelWeights init = init_weights(cfg, 7);
+  ModelWeights wa = cpu.weights(), wb = gpu.weights(), w0 = init;
+  const std::vector<NamedTensor> ta = trainable_tensors(wa), tb = trainable_tensors(wb), t0 = trainable_tensors(w0);
   for (size_t i = 0; i < ta.size(); ++i) {
-    const Diff d = diff(*tb[i].data, *ta[i].data);
-    EXPECT_LT(d.rel, 1e-2) << ta[i].name;
+    std::vector<float> da(ta[i].data->size()), db(da.size());
+    for (size_t j = 0; j < da.size(); ++j)
+      da[j] = (*ta[i].data)[j] - (*t0[i].data)[j], db[j] = (*tb[i].data)[j] - (*t0[i].data)[j];
+    const Diff d = diff(db, da);
+    EXPECT_LT(d.rel, 0.3) << ta[i].name << ": the GPU trainer's update differs from the CPU's";
   }
 }
 

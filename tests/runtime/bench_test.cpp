@@ -1,4 +1,4 @@
-// End-to-end tests of `hrmbench bench replay` through the built binary ($HRM_BINARY): the counts it
+// End-to-end tests of `hrmbench bench replay` and `bench train` through the built binary ($HRM_BINARY): the counts it
 // reports (requests, prompt tokens, generated tokens) against what the suites and the tokenizer
 // give independently. Never timings: the machine is shared and the numbers would be flaky.
 #include <rapidjson/document.h>
@@ -112,6 +112,31 @@ TEST(BenchReplay, RefusesBadArguments) {
   EXPECT_NE(r.out.find("--backend tpu: expected cpu or cuda"), std::string::npos) << r.out;
   if (!cuda_available()) {  // without a GPU (or without CUDA in this build) the error says which
     r = hrmbench(replay + " --backend cuda", true);
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.out.find("--backend cuda: "), std::string::npos) << r.out;
+  }
+}
+
+// bench train on the CPU: the batch it packs (4 samples of 60 tokens in a budget of 256), its table
+// and MFU column, and its argument checks. The timings themselves are not asserted.
+TEST(BenchTrain, ReportsTheBatchAndRefusesBadArguments) {
+  const std::string base = "bench train --vocab 512 --batch-tokens 256 --warmup 0 --steps 1";
+  const std::string good = base + " --sample-tokens 60";
+  CmdResult r = hrmbench(good + " --peak-tflops 1");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("| tiny | cpu | 240 | 5 |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("% |"), std::string::npos) << r.out;
+  r = hrmbench(base + " --sample-tokens 300", true);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("exceeds --batch-tokens 256"), std::string::npos) << r.out;
+  r = hrmbench(good + " --prompt-ratio 1", true);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("--prompt-ratio"), std::string::npos) << r.out;
+  r = hrmbench(good + " --backend tpu", true);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("--backend tpu: expected cpu or cuda"), std::string::npos) << r.out;
+  if (!cuda_available()) {
+    r = hrmbench(good + " --backend cuda", true);
     EXPECT_NE(r.status, 0);
     EXPECT_NE(r.out.find("--backend cuda: "), std::string::npos) << r.out;
   }

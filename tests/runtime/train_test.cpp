@@ -381,5 +381,40 @@ TEST(TrainSchedule, BpStepsStepOrLinear) {
   EXPECT_TRUE(p5.L_grad(c, 3));
 }
 
+// train_flops against a count op by op: every invocation's blocks, the mask's visible keys counted
+// key by key, and the invocations with gradients picked by BackpropPlan's own predicates.
+TEST(TrainFlops, CountsEveryOpOfTheStep) {
+  ModelConfig cfg;
+  cfg.hidden_size = 12, cfg.num_attention_heads = 2, cfg.head_dim = 4, cfg.intermediate_size = 20;
+  cfg.num_layers_per_stack = 3, cfg.H_cycles = 2, cfg.L_cycles = 3, cfg.vocab_size = 50;
+  PackedBatch b;
+  const std::vector<TokenId> i1{1, 2, 3}, r1{4, 5}, i2{6}, r2{7, 8, 9, 10};
+  b.add_sample(i1, r1);  // 4 rows, prefix 3
+  b.add_sample(i2, r2);  // 4 rows, prefix 1
+  const double D = 12, A = 8, I = 20, V = 50, T = 8, N = static_cast<double>(b.loss_tokens());
+  double keys = 0;
+  for (const auto& s : b.seqs)
+    for (int64_t i = 0; i < s.len; ++i)
+      for (int64_t j = 0; j < s.len; ++j) keys += (j < s.prefix || j <= i) ? 1 : 0;
+  const double per_block = 2 * T * D * (4 * A) + 2 * T * A * D + 2 * T * D * (2 * I) + 2 * T * I * D + 4 * A * keys;
+  for (int64_t bp : {1, 2, 5, 8}) {
+    const BackpropPlan plan(cfg, bp);
+    double fwd = 0, grad_blocks = 0;
+    for (int64_t h = 0; h < cfg.H_cycles; ++h) {
+      for (int64_t l = 0; l < cfg.L_cycles; ++l) {
+        fwd += 3 * per_block;
+        if (plan.L_grad(cfg, h * cfg.L_cycles + l)) grad_blocks += 3;
+      }
+      fwd += 3 * per_block;
+      if (plan.H_grad(cfg, h)) grad_blocks += 3;
+    }
+    fwd += 2 * N * D * V;
+    const TrainFlops f = train_flops(cfg, b, bp);
+    EXPECT_DOUBLE_EQ(f.forward, fwd) << "bp " << bp;
+    EXPECT_DOUBLE_EQ(f.backward, 2 * (grad_blocks * per_block + 2 * N * D * V)) << "bp " << bp;
+  }
+  EXPECT_EQ(keys, (3 + 3 + 3 + 4) + (1 + 2 + 3 + 4)) << "the hand count of visible keys";
+}
+
 }  // namespace
 }  // namespace hrm
