@@ -8,6 +8,9 @@
 #   bench      hrmbench bench model --backend cuda (SHAPE, batches 1, 32 and the most that fit) with
 #              scripts/bench_transformers.py on the same shape, and the fp8 KV cache
 #   replay     hrmbench bench replay --backend cuda over all five suites (LIMIT items each; empty = all)
+#   train      hrmbench bench train --backend cuda (SHAPE; bp 2 and 5, MFU against 989 TFLOP/s), then a
+#              short tiny-shape `train --backend cuda` whose export transformers must load and continue
+#              like hrmbench (scripts/check_hf_export.py; the CUDA gradient tests are in `tests`)
 #
 # Example (device tool; one step per call keeps each under the 10-minute limit):
 #   run(command="STEPS=tests bash scripts/device_check.sh", carry=[".carry"])
@@ -15,7 +18,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/device}
-STEPS=${STEPS:-tests,sanitizer,bench,replay}
+STEPS=${STEPS:-tests,sanitizer,bench,replay,train}
 SHAPE=${SHAPE:-xl}
 LIMIT=${LIMIT-}
 BIN=$PWD/.carry/bin
@@ -38,10 +41,10 @@ fi
 
 if has sanitizer; then
   compute-sanitizer --tool memcheck --error-exitcode 9 "$BIN"/cuda_tests \
-    --gtest_filter='CudaOps*:Fixtures/*:CudaModel.*:Shapes/CudaRagged.*/0' > "$OUT/memcheck.txt" 2>&1
+    --gtest_filter='CudaOps*:Fixtures/*:CudaModel.*:Shapes/CudaRagged.*/0:CudaTrain*' > "$OUT/memcheck.txt" 2>&1
   note "memcheck: exit $?; $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.txt" | tail -1)"
   compute-sanitizer --tool racecheck --error-exitcode 9 "$BIN"/cuda_tests \
-    --gtest_filter='CudaOps*Attention*' > "$OUT/racecheck.txt" 2>&1
+    --gtest_filter='CudaOps*Attention*:CudaTrainOps.Attention*' > "$OUT/racecheck.txt" 2>&1
   note "racecheck: exit $?; $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/racecheck.txt" | tail -1)"
 fi
 
@@ -74,6 +77,31 @@ if has replay; then
   note "replay: exit $?"
   cat "$OUT/replay.md"
   tail -3 "$OUT/replay.err"
+fi
+
+if has train; then
+  {
+    echo "date $(date -u '+%Y-%m-%d %H:%M UTC'); gpu $(cat "$OUT/gpu.txt")"
+    for bp in 5 2; do
+      echo "\$ hrmbench bench train --backend cuda --shape $SHAPE --batch-tokens 12288 --sample-tokens 1024 --bp-steps $bp --steps 3 --peak-tflops 989"
+      "$BIN"/hrmbench bench train --backend cuda --shape "$SHAPE" --batch-tokens 12288 --sample-tokens 1024 \
+        --bp-steps "$bp" --steps 3 --peak-tflops 989 2>&1
+    done
+  } > "$OUT/train_bench.md"
+  note "train bench: see train_bench.md"
+  grep -E '^\||^\$' "$OUT/train_bench.md"
+  tok=tests/fixtures/tokenizer/tokenizer.json
+  {
+    "$BIN"/hrmbench make-corpus --out /tmp/corpus.jsonl --n 2000 --seed 1 &&
+      "$BIN"/hrmbench train --backend cuda --data /tmp/corpus.jsonl --tokenizer "$tok" --out "$OUT/train_run" \
+        --steps 60 --batch-tokens 2048 --lr 2e-3 --warmup 10 --log-every 10 &&
+      "$BIN"/hrmbench train --data /tmp/corpus.jsonl --tokenizer "$tok" --out /tmp/train_run_cpu \
+        --steps 60 --batch-tokens 2048 --lr 2e-3 --warmup 10 --log-every 10 &&
+      python3 scripts/check_hf_export.py --model "$OUT/train_run/hf" --hrmbench "$BIN"/hrmbench
+  } > "$OUT/train_run.txt" 2>&1
+  note "train run + export check: exit $?"
+  cp /tmp/train_run_cpu/loss.jsonl "$OUT/train_run/loss_cpu.jsonl" 2>/dev/null
+  grep -E 'step (10|30|60)/|OK|FAIL|same|DIFFERENT' "$OUT/train_run.txt" | tail -12
 fi
 
 echo

@@ -17,18 +17,21 @@
 
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <numeric>
 #include <random>
 #include <vector>
 
 #include "runtime/cpu/backward.h"
 #include "runtime/cpu/ops.h"
+#include "runtime/model.h"
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/train_kernels.h"
 #include "runtime/optimizer.h"
 #include "runtime/train.h"
 #include "runtime/trainer.h"
 #include "tests/cuda/cuda_test_util.h"
+#include "tests/runtime/test_util.h"
 #include "tests/runtime/train_test_util.h"
 
 namespace hrm::cuda {
@@ -473,6 +476,46 @@ TEST_F(CudaTrain, TrainerStepsFollowTheCpuTrainer) {
       da[j] = (*ta[i].data)[j] - (*t0[i].data)[j], db[j] = (*tb[i].data)[j] - (*t0[i].data)[j];
     const Diff d = diff(db, da);
     EXPECT_LT(d.rel, 0.3) << ta[i].name << ": the GPU trainer's update differs from the CPU's";
+  }
+}
+
+// The third check of the gradients: the CUDA backend against PyTorch (transformers' HrmText modules
+// driven like the reference trainer; the fixture TrainStep.MatchesPyTorch holds the CPU to 1e-5, made
+// by scripts/make_train_fixture.py), at bf16 tolerances.
+TEST_F(CudaTrain, MatchesThePyTorchFixture) {
+  const auto dir = test::fixtures() / "train" / "step";
+  const Model model = Model::load(dir);
+  const ModelConfig& cfg = model.config();
+  const rapidjson::Document doc = test::read_json(dir / "expected.json");
+  PackedBatch batch;
+  const auto ids = [](const rapidjson::Value& a) {
+    std::vector<TokenId> out;
+    for (const auto& v : a.GetArray()) out.push_back(v.GetInt());
+    return out;
+  };
+  for (const auto& smp : doc["samples"].GetArray()) batch.add_sample(ids(smp["instruction"]), ids(smp["response"]));
+  auto gpu = make_cuda_train_backend();
+  for (const auto& cs : doc["cases"].GetArray()) {
+    const int64_t bp = cs["bp_steps"].GetInt64();
+    ModelWeights grads = zeros_like(model.weights());
+    const LossResult r = gpu->forward_backward(cfg, model.weights(), batch, bp, &grads, 0);
+    const double want_loss = cs["loss"].GetDouble();
+    EXPECT_NEAR(r.loss, want_loss, 1e-2 * want_loss) << "bp_steps " << bp;
+    std::map<std::string, std::vector<float>*> by_name;
+    for (NamedTensor& t : trainable_tensors(grads)) by_name[t.name] = t.data;
+    double worst = 0;
+    std::string worst_name;
+    for (const auto& m : cs["grad_norms"].GetObject()) {
+      ASSERT_TRUE(by_name.count(m.name.GetString())) << m.name.GetString();
+      double got = 0;
+      for (float x : *by_name[m.name.GetString()]) got += double{x} * x;
+      got = std::sqrt(got);
+      const double want = m.value.GetDouble(), err = want == 0 ? got : std::abs(got - want) / want;
+      if (err > worst) worst = err, worst_name = m.name.GetString();
+    }
+    std::printf("  bp_steps %lld: loss %.6f (torch %.6f), worst gradient-norm rel err %.2e (%s)\n",
+                static_cast<long long>(bp), r.loss, want_loss, worst, worst_name.c_str());
+    EXPECT_LT(worst, kTolModel) << "bp_steps " << bp << ": gradient norm of " << worst_name;
   }
 }
 
