@@ -35,39 +35,56 @@ AdamAtan2::AdamAtan2(AdamAtan2Config cfg, ModelWeights& w) : cfg_(cfg) {
   tensor_t_.assign(m_.size(), 0);
 }
 
-void AdamAtan2::step(ModelWeights& w, ModelWeights& grads, double lr, std::span<const char> active) {
-  std::vector<NamedTensor> params = trainable_tensors(w), gs = trainable_tensors(grads);
-  HRM_CHECK(params.size() == m_.size() && gs.size() == m_.size(), "optimizer state does not match the weights");
+AdamStep AdamAtan2::begin_step(double lr, std::span<const char> active) {
   HRM_CHECK(active.empty() || active.size() == m_.size(), "active mask has ", active.size(), " entries, expected ",
             m_.size());
   ++t_;
-  const float decay = static_cast<float>(1.0 - lr * cfg_.weight_decay);
-  const float b1c = static_cast<float>(1.0 - cfg_.beta1), b2 = static_cast<float>(cfg_.beta2),
-              b2c = static_cast<float>(1.0 - cfg_.beta2);
-  const float ema_w = static_cast<float>(1.0 - cfg_.ema_decay);
-  const bool ema = !ema_.empty();
-  for (size_t t = 0; t < params.size(); ++t) {
-    if (!active.empty() && !active[t]) continue;
+  AdamStep s;
+  s.decay = static_cast<float>(1.0 - lr * cfg_.weight_decay);
+  s.b1c = static_cast<float>(1.0 - cfg_.beta1), s.b2 = static_cast<float>(cfg_.beta2);
+  s.b2c = static_cast<float>(1.0 - cfg_.beta2);
+  s.ema_w = static_cast<float>(1.0 - cfg_.ema_decay);
+  s.ema = !ema_.empty();
+  s.active.assign(m_.size(), 1);
+  s.step_size.assign(m_.size(), 0.f);
+  s.inv_sqrt_bc2.assign(m_.size(), 0.f);
+  for (size_t t = 0; t < m_.size(); ++t) {
+    if (!active.empty() && !active[t]) {
+      s.active[t] = 0;
+      continue;
+    }
     const int64_t step = ++tensor_t_[t];
     const double bc1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(step));
     const double bc2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(step));
-    const float step_size = static_cast<float>(lr / bc1);
-    const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
-    float* p = params[t].data->data();
-    const float* g = gs[t].data->data();
-    float* m = m_[t].data();
-    float* v = v_[t].data();
-    float* e = ema ? ema_[t].data() : nullptr;
+    s.step_size[t] = static_cast<float>(lr / bc1);
+    s.inv_sqrt_bc2[t] = static_cast<float>(1.0 / std::sqrt(bc2));
+  }
+  return s;
+}
+
+void adam_atan2_update(float* p, const float* g, float* m, float* v, float* e, size_t n, const AdamStep& s,
+                       size_t tensor) {
+  const float step_size = s.step_size[tensor], inv_sqrt_bc2 = s.inv_sqrt_bc2[tensor];
+  tbb::parallel_for(tbb::blocked_range<size_t>(0, n, 1 << 14), [&](const auto& r) {
+    for (size_t i = r.begin(); i < r.end(); ++i) {
+      p[i] *= s.decay;
+      m[i] += s.b1c * (g[i] - m[i]);  // torch.lerp with weight 1-β1 < 0.5
+      v[i] = v[i] * s.b2 + s.b2c * g[i] * g[i];
+      p[i] -= step_size * std::atan2(m[i], std::sqrt(v[i]) * inv_sqrt_bc2);
+      if (e) e[i] += s.ema_w * (p[i] - e[i]);
+    }
+  });
+}
+
+void AdamAtan2::step(ModelWeights& w, ModelWeights& grads, double lr, std::span<const char> active) {
+  std::vector<NamedTensor> params = trainable_tensors(w), gs = trainable_tensors(grads);
+  HRM_CHECK(params.size() == m_.size() && gs.size() == m_.size(), "optimizer state does not match the weights");
+  const AdamStep s = begin_step(lr, active);
+  for (size_t t = 0; t < params.size(); ++t) {
+    if (!s.active[t]) continue;
     HRM_CHECK(gs[t].data->size() == params[t].data->size(), "gradient of ", params[t].name, " has the wrong size");
-    tbb::parallel_for(tbb::blocked_range<size_t>(0, params[t].data->size(), 1 << 14), [&](const auto& r) {
-      for (size_t i = r.begin(); i < r.end(); ++i) {
-        p[i] *= decay;
-        m[i] += b1c * (g[i] - m[i]);  // torch.lerp with weight 1-β1 < 0.5
-        v[i] = v[i] * b2 + b2c * g[i] * g[i];
-        p[i] -= step_size * std::atan2(m[i], std::sqrt(v[i]) * inv_sqrt_bc2);
-        if (e) e[i] += ema_w * (p[i] - e[i]);
-      }
-    });
+    adam_atan2_update(params[t].data->data(), gs[t].data->data(), m_[t].data(), v_[t].data(),
+                      s.ema ? ema_[t].data() : nullptr, params[t].data->size(), s, t);
   }
 }
 

@@ -39,6 +39,23 @@ struct AdamAtan2Config {
   double ema_decay = kDefaultEmaDecay;  // 0 disables the EMA
 };
 
+// The scalars of one Adam-atan2 step (AdamAtan2::begin_step), per trainable tensor where they
+// depend on it; adam_atan2_update applies them to one tensor's elements. A backend that keeps the
+// optimizer state itself (the CUDA one) applies the same scalars to its own copy.
+struct AdamStep {
+  float decay = 1;            // 1 - lr * weight_decay (decoupled weight decay)
+  float b1c = 0, b2 = 0, b2c = 0;  // 1 - beta1, beta2, 1 - beta2
+  float ema_w = 0;            // 1 - ema_decay
+  bool ema = false;           // whether an EMA is kept
+  std::vector<char> active;   // per trainable tensor: updated in this step
+  std::vector<float> step_size, inv_sqrt_bc2;  // per trainable tensor: lr / (1 - beta1^t), 1 / sqrt(1 - beta2^t)
+};
+
+// The update of `n` elements of trainable tensor `tensor` (p: weights, g: gradient, m/v: moments,
+// ema: may be null): decay, moments, p -= step_size * atan2(m, sqrt(v) * inv_sqrt_bc2), EMA.
+void adam_atan2_update(float* p, const float* g, float* m, float* v, float* ema, size_t n, const AdamStep& s,
+                       size_t tensor);
+
 class AdamAtan2 {
  public:
   // State (m, v, EMA = copy of the weights) for every trainable tensor of `w` (train.h).
@@ -50,6 +67,9 @@ class AdamAtan2 {
   // it, an inactive tensor is left alone entirely: no decay, no moment or EMA update, and its own
   // step count (which drives its bias correction) does not advance.
   void step(ModelWeights& w, ModelWeights& grads, double lr, std::span<const char> active = {});
+  // The bookkeeping half of step(): advances the step counters (of the active tensors, and t) and
+  // returns what the update applies; step() is this plus adam_atan2_update on every active tensor.
+  AdamStep begin_step(double lr, std::span<const char> active = {});
 
   const AdamAtan2Config& config() const { return cfg_; }
   int64_t steps() const { return t_; }  // optimizer steps taken (the trainer's step)
@@ -59,6 +79,9 @@ class AdamAtan2 {
   std::vector<std::vector<float>>& m() { return m_; }
   std::vector<std::vector<float>>& v() { return v_; }
   std::vector<std::vector<float>>& ema() { return ema_; }
+  const std::vector<std::vector<float>>& m() const { return m_; }
+  const std::vector<std::vector<float>>& v() const { return v_; }
+  const std::vector<std::vector<float>>& ema() const { return ema_; }
   void set_steps(int64_t t) { t_ = t; }
   // The weights with every trainable tensor replaced by its EMA (z_L_init kept).
   ModelWeights ema_weights(const ModelWeights& w) const;

@@ -402,6 +402,23 @@ TrainFlops train_flops(const ModelConfig& cfg, const PackedBatch& batch, int64_t
 }
 
 namespace {
+[[noreturn]] void no_state(const TrainBackend& b, const char* call) {
+  throw Error(cat("training backend '", b.name(), "' keeps no training state (", call,
+                  " called; drive it through forward_backward)"));
+}
+}  // namespace
+
+void TrainBackend::load_state(const ModelConfig&, const ModelWeights&, const AdamAtan2&, Communicator&) {
+  no_state(*this, "load_state");
+}
+void TrainBackend::begin_step() { no_state(*this, "begin_step"); }
+LossResult TrainBackend::accumulate(const ModelConfig&, const PackedBatch&, int64_t, int64_t) {
+  no_state(*this, "accumulate");
+}
+void TrainBackend::update(const AdamStep&, Communicator&) { no_state(*this, "update"); }
+void TrainBackend::store_state(ModelWeights&, AdamAtan2&) { no_state(*this, "store_state"); }
+
+namespace {
 class CpuTrainBackend final : public TrainBackend {
  public:
   std::string name() const override { return "cpu"; }

@@ -36,6 +36,10 @@
 
 namespace hrm {
 
+class AdamAtan2;
+struct AdamStep;
+class Communicator;
+
 // The label of positions without loss (the reference's IGNORE_LABEL_ID, models/common.py).
 inline constexpr int32_t kIgnoreLabel = -100;
 
@@ -135,6 +139,26 @@ class TrainBackend {
   // The weights passed to forward_backward have changed in place (the trainer calls it after each
   // optimizer step).
   virtual void weights_updated() {}
+
+  // ---- Optional: the backend keeps the training state itself ----
+  // A backend whose holds_state() is true keeps its own copy of the fp32 master weights, the
+  // Adam-atan2 moments and the EMA (the CUDA backend: in GPU memory, so a step moves no weights or
+  // gradients across PCIe), and the trainer drives it with these calls instead of forward_backward
+  // and its own optimizer:
+  //   load_state(cfg, w, opt, comm)   when the state is created or read from a checkpoint;
+  //   each step: begin_step(), accumulate(...) per micro-batch (the gradient of the summed loss /
+  //     grad_tokens, added up over the step's micro-batches), then update(step, comm): sum-all-reduce
+  //     the gradients of the step's active tensors over the ranks, then apply `step` (computed by the
+  //     trainer's AdamAtan2::begin_step, which keeps the step counters) to weights, moments and EMA;
+  //   store_state(w, opt): copy weights, moments and EMA back, before anyone reads them.
+  // The defaults throw: a backend that keeps no state is driven through forward_backward.
+  virtual bool holds_state() const { return false; }
+  virtual void load_state(const ModelConfig& cfg, const ModelWeights& w, const AdamAtan2& opt, Communicator& comm);
+  virtual void begin_step();
+  virtual LossResult accumulate(const ModelConfig& cfg, const PackedBatch& batch, int64_t bp_steps,
+                                int64_t grad_tokens);
+  virtual void update(const AdamStep& step, Communicator& comm);
+  virtual void store_state(ModelWeights& w, AdamAtan2& opt);
 };
 std::unique_ptr<TrainBackend> make_cpu_train_backend();
 

@@ -227,6 +227,20 @@ Trainer::Trainer(ModelConfig cfg, ModelWeights init, const TrainCorpus& corpus, 
                     " tokens per step, and an epoch is never read twice (the reference's rule): train at most ",
                     available, " steps, or prepare more epochs"));
   check_replicas();
+  attach_state();
+}
+
+void Trainer::attach_state() {
+  if (!backend_->holds_state()) return;
+  backend_->load_state(cfg_, w_, opt_, *comm_);
+  host_stale_ = false;
+  grads_ = {}, micro_grads_ = {};  // the backend keeps the gradients too
+}
+
+void Trainer::sync_host() const {
+  if (!host_stale_) return;
+  backend_->store_state(w_, opt_);
+  host_stale_ = false;
 }
 
 StepStats Trainer::step() {
@@ -259,16 +273,20 @@ StepStats Trainer::step() {
   // Micro-batches one after another: the first into grads_, the others into micro_grads_ and added, so
   // that with accumulate = 2 the sum is g0 + g1 exactly as a two-rank all-reduce forms it. A rank can
   // be left an empty batch in an epoch's last step (PackerOptions::drop_last): it adds nothing.
-  set_zero(grads_);
+  // A backend that holds the state accumulates into its own gradient instead.
+  const bool held = backend_->holds_state();
+  if (held) backend_->begin_step();
+  else set_zero(grads_);
   bool first = true;
   std::array<double, 1> loss_sum{0};
   std::array<int64_t, 5> flags{0, 0, 0, 0, 0};  // correct, embed, H, L, lm_head reached
   for (const PackedBatch& b : batches) {
     if (b.size() == 0) continue;
     ModelWeights* g = first ? &grads_ : &micro_grads_;
-    if (!first) set_zero(micro_grads_);
-    const LossResult r = backend_->forward_backward(cfg_, w_, b, s.bp_steps, g, s.loss_tokens);
-    if (!first) {
+    if (!first && !held) set_zero(micro_grads_);
+    const LossResult r = held ? backend_->accumulate(cfg_, b, s.bp_steps, s.loss_tokens)
+                              : backend_->forward_backward(cfg_, w_, b, s.bp_steps, g, s.loss_tokens);
+    if (!first && !held) {
       std::vector<NamedTensor> into = trainable_tensors(grads_), from = trainable_tensors(micro_grads_);
       for (size_t i = 0; i < into.size(); ++i) {
         float* dst = into[i].data->data();
@@ -289,14 +307,20 @@ StepStats Trainer::step() {
   global.embed_reached = flags[1] > 0, global.H_reached = flags[2] > 0, global.L_reached = flags[3] > 0;
   global.lm_head_reached = flags[4] > 0;
   const std::vector<char> active = global.active(w_);
-  collective([&] {
-    // Tensors no rank reached are zero everywhere (the embedding while bp_steps <= H_cycles): skip them.
-    std::vector<NamedTensor> gs = trainable_tensors(grads_);
-    for (size_t i = 0; i < gs.size(); ++i)
-      if (active[i]) comm.all_reduce_sum(std::span<float>(*gs[i].data));
-  });
-  opt_.step(w_, grads_, s.lr, active);
-  backend_->weights_updated();
+  if (held) {
+    // The backend all-reduces its gradients (not timed separately) and applies the step.
+    backend_->update(opt_.begin_step(s.lr, active), comm);
+    host_stale_ = true;
+  } else {
+    collective([&] {
+      // Tensors no rank reached are zero everywhere (the embedding while bp_steps <= H_cycles): skip them.
+      std::vector<NamedTensor> gs = trainable_tensors(grads_);
+      for (size_t i = 0; i < gs.size(); ++i)
+        if (active[i]) comm.all_reduce_sum(std::span<float>(*gs[i].data));
+    });
+    opt_.step(w_, grads_, s.lr, active);
+    backend_->weights_updated();
+  }
   s.loss = s.loss_tokens ? loss_sum[0] / static_cast<double>(s.loss_tokens) : 0.0;
   s.accuracy = s.loss_tokens ? static_cast<double>(flags[0]) / static_cast<double>(s.loss_tokens) : 0.0;
   s.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -304,6 +328,7 @@ StepStats Trainer::step() {
 }
 
 uint64_t Trainer::fingerprint() const {
+  sync_host();
   Fingerprint f;
   const TrainOptions& o = opts_;
   for (const int64_t v : {o.steps, o.batch_tokens, static_cast<int64_t>(o.seed), static_cast<int64_t>(o.packing),
@@ -340,6 +365,7 @@ void Trainer::check_replicas() const {
 }
 
 void Trainer::save_checkpoint(const fs::path& dir) const {
+  sync_host();
   check_replicas();
   if (comm_->rank() != 0) {
     comm_->barrier();  // returns once rank 0 has written
@@ -486,11 +512,13 @@ Trainer Trainer::resume(const fs::path& dir, const TrainCorpus& corpus, TrainOpt
     tr.opt_.tensor_steps()[i] = ts_json[i].GetInt64();
   }
   for (Packer& p : tr.packers_) p.seek(i64("data_epoch"), i64("data_cursor"));
+  tr.attach_state();  // again: the moments, EMA and counters were just read
   tr.check_replicas();
   return tr;
 }
 
 void Trainer::export_hf(const fs::path& dir) const {
+  sync_host();
   check_replicas();
   if (comm_->rank() != 0) {
     comm_->barrier();

@@ -106,8 +106,15 @@ class Trainer {
 
   int64_t step_count() const { return opt_.steps(); }
   const ModelConfig& config() const { return cfg_; }
-  const ModelWeights& weights() const { return w_; }
-  const AdamAtan2& optimizer() const { return opt_; }
+  // The state as of the last step (copied back first from a backend that holds it).
+  const ModelWeights& weights() const {
+    sync_host();
+    return w_;
+  }
+  const AdamAtan2& optimizer() const {
+    sync_host();
+    return opt_;
+  }
   const Packer& packer() const { return packers_.front(); }  // this rank's first micro-batch
   const TrainOptions& options() const { return opts_; }
   Communicator& communicator() const { return *comm_; }
@@ -115,14 +122,20 @@ class Trainer {
 
  private:
   uint64_t fingerprint() const;
+  // With a backend that holds the state (TrainBackend::holds_state): hand it the state, and copy it
+  // back into w_ / opt_ when they are stale.
+  void attach_state();
+  void sync_host() const;
 
   std::unique_ptr<Communicator> own_comm_;  // the single-process one when none is given
   Communicator* comm_;
   ModelConfig cfg_;
-  ModelWeights w_;  // before opt_: the EMA starts from the broadcast weights
+  // w_ and opt_ are the state, or with a backend that holds it, a copy refreshed by sync_host().
+  mutable ModelWeights w_;  // before opt_: the EMA starts from the broadcast weights
   ModelWeights grads_, micro_grads_;  // micro_grads_: the 2nd.. micro-batch's (accumulate > 1)
   TrainOptions opts_;
-  AdamAtan2 opt_;
+  mutable AdamAtan2 opt_;
+  mutable bool host_stale_ = false;  // the backend holds newer weights/moments/EMA than w_ and opt_
   std::vector<Packer> packers_;  // one per micro-batch
   std::unique_ptr<TrainBackend> backend_;
 };
