@@ -48,6 +48,7 @@ struct TrainArgs {
   std::string data, out, shape = "tiny", config, tokenizer, bp_warmup = "step", packing = "multipack";
   std::string backend = "cpu";
   int device = -1;  // -1: the rank's local index (one GPU per process)
+  bool host_optimizer = false;
   int64_t steps = 100, batch_tokens = 4096, warmup = kDefaultWarmupSteps, checkpoint_every = 0, log_every = 1;
   int64_t bp_min = 2, bp_max = 5, epochs = 0, accumulate = 1;
   double lr = kDefaultLr, lr_min_ratio = 1.0, weight_decay = kDefaultWeightDecay, beta1 = kDefaultBeta1,
@@ -146,7 +147,9 @@ void run_train(const TrainArgs& a, Communicator& comm) {
   // weights and optimizer on the host; runtime/cuda/cuda_train.cpp).
   auto make_backend = [&]() -> std::unique_ptr<TrainBackend> {
     if (a.backend == "cpu") return make_cpu_train_backend();
-    if (a.backend == "cuda") return make_cuda_train_backend({.device = a.device >= 0 ? a.device : comm.local_rank()});
+    if (a.backend == "cuda")
+      return make_cuda_train_backend(
+          {.device = a.device >= 0 ? a.device : comm.local_rank(), .hold_state = !a.host_optimizer});
     throw Error(cat("--backend ", a.backend, ": expected cpu or cuda"));
   };
   std::unique_ptr<Trainer> t;
@@ -342,6 +345,7 @@ struct BenchTrainArgs {
   int64_t vocab = 65536, batch_tokens = 4096, sample_tokens = 512, bp_steps = 5, steps = 3, warmup = 1;
   double prompt_ratio = 0.5, peak_tflops = 0;
   int device = 0, threads = 0;
+  bool host_optimizer = false;
   uint64_t seed = 0;
 };
 
@@ -367,7 +371,7 @@ void run_bench_train(const BenchTrainArgs& a) {
   AdamAtan2 opt(AdamAtan2Config{}, w);
   std::unique_ptr<TrainBackend> backend;
   if (a.backend == "cpu") backend = make_cpu_train_backend();
-  else if (a.backend == "cuda") backend = make_cuda_train_backend({.device = a.device});
+  else if (a.backend == "cuda") backend = make_cuda_train_backend({.device = a.device, .hold_state = !a.host_optimizer});
   else throw Error(cat("--backend ", a.backend, ": expected cpu or cuda"));
   std::fprintf(stderr, "bench train: %s, %.3f B parameters, %s backend, set up in %.1f s\n", name.c_str(),
                static_cast<double>(cfg.parameter_count()) / 1e9, backend->name().c_str(),
@@ -384,14 +388,28 @@ void run_bench_train(const BenchTrainArgs& a) {
     batch.add_sample(inst, resp);
   }
   const TrainFlops flops = train_flops(cfg, batch, a.bp_steps);
+  // As the trainer drives it: a backend that holds the state updates it itself (TrainBackend).
+  const std::unique_ptr<Communicator> one = make_single_process_communicator();
+  const bool held = backend->holds_state();
+  if (held) backend->load_state(cfg, w, opt, *one);
   double fb_s = 0, opt_s = 0, loss = 0;
   for (int64_t i = 0; i < a.warmup + a.steps; ++i) {
     const auto s0 = std::chrono::steady_clock::now();
-    set_zero(grads);
-    const LossResult r = backend->forward_backward(cfg, w, batch, a.bp_steps, &grads, 0);
+    LossResult r;
+    if (held) {
+      backend->begin_step();
+      r = backend->accumulate(cfg, batch, a.bp_steps, 0);
+    } else {
+      set_zero(grads);
+      r = backend->forward_backward(cfg, w, batch, a.bp_steps, &grads, 0);
+    }
     const auto s1 = std::chrono::steady_clock::now();
-    opt.step(w, grads, 1e-4, r.active(w));
-    backend->weights_updated();
+    if (held) {
+      backend->update(opt.begin_step(1e-4, r.active(w)), *one);
+    } else {
+      opt.step(w, grads, 1e-4, r.active(w));
+      backend->weights_updated();
+    }
     const auto s2 = std::chrono::steady_clock::now();
     const double fb = std::chrono::duration<double>(s1 - s0).count(), os = std::chrono::duration<double>(s2 - s1).count();
     std::fprintf(stderr, "bench train: %s step %lld/%lld  loss %.4f  fwd+bwd %.3f s  optimizer %.3f s\n",
@@ -419,6 +437,8 @@ void add_bench_train(CLI::App& bench) {
   bt->add_option("--vocab", a->vocab, "Vocabulary size for --shape")->capture_default_str();
   bt->add_option("--backend", a->backend, "cpu or cuda")->capture_default_str();
   bt->add_option("--device", a->device, "GPU index for --backend cuda")->capture_default_str();
+  bt->add_flag("--host-optimizer", a->host_optimizer,
+               "--backend cuda: keep weights and optimizer on the host (the GPU computes gradients only)");
   bt->add_option("--batch-tokens", a->batch_tokens, "Token budget of the packed batch (per GPU)")->capture_default_str();
   bt->add_option("--sample-tokens", a->sample_tokens, "Packed length of each sample")->capture_default_str();
   bt->add_option("--prompt-ratio", a->prompt_ratio, "Share of each sample that is prompt (bidirectional)")
@@ -470,6 +490,8 @@ void add_train_commands(CLI::App& app) {
   tr->add_option("--backend", a->backend, "cpu (the fp32 reference) or cuda (bf16 compute, fp32 master weights)")
       ->capture_default_str();
   tr->add_option("--device", a->device, "GPU index for --backend cuda (default: the rank's index on its machine)");
+  tr->add_flag("--host-optimizer", a->host_optimizer,
+               "--backend cuda: keep the fp32 weights and Adam-atan2 on the host; the GPU computes gradients only");
   tr->add_option("--threads", a->threads, "CPU threads per process (default: the machine's cores / ranks on it)");
   tr->add_flag("--resume", a->resume, "Continue from OUT/checkpoint");
   tr->callback([a, steps] {

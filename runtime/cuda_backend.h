@@ -41,6 +41,10 @@ std::unique_ptr<Engine> make_cuda_engine(const ModelConfig& cfg, const ModelWeig
 
 struct CudaTrainOptions {
   int device = 0;
+  // Keep the fp32 master weights, Adam-atan2 moments and EMA on the GPU and update them there
+  // (TrainBackend::holds_state), all-reducing gradients with NCCL across ranks; false: the trainer
+  // keeps them on the host and the GPU only computes gradients (forward_backward).
+  bool hold_state = true;
 };
 
 // A training backend on one GPU (runtime/cuda/cuda_train.cpp): the loss and gradients of

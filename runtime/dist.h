@@ -9,14 +9,11 @@
 //   * MPI (built when CMake finds MPI, HRM_HAVE_MPI): MPI_COMM_WORLD; MPI_Init_thread(FUNNELED) in
 //     the constructor, MPI_Finalize in the destructor, so at most one MPI communicator per process;
 //     buffers are host memory;
-//   * NCCL (not written yet: there is no CUDA training path): a CUDA trainer would implement this
-//     same interface in runtime/cuda/, e.g. `make_nccl_communicator(Communicator& bootstrap)`,
-//     using the MPI communicator to broadcast the ncclUniqueId from rank 0 (ncclGetUniqueId,
-//     broadcast, ncclCommInitRank(world_size, id, rank)), picking the device with local_rank(),
-//     and mapping all_reduce_sum to ncclAllReduce(ncclSum) and broadcast to ncclBroadcast on the
-//     trainer's stream. The spans below are only a pointer and a length, never read outside the
-//     collective, so the same calls take device pointers there; `device_memory()` says which
-//     kind of memory a communicator expects.
+//   * GPUs: the CUDA training backend, which keeps gradients on the GPU, sums them with NCCL
+//     (runtime/cuda/nccl_allreduce.h: bootstrapped over this communicator, which broadcasts the
+//     ncclUniqueId; one GPU per local_rank()), or, without NCCL, through host memory with this
+//     communicator's all_reduce_sum. The trainer's own collectives (token counts, loss, flags) stay
+//     here.
 //
 // Every collective must be called by every rank, in the same order, with the same element counts
 // (the MPI rule). After all_reduce_sum every rank holds the same values: with two ranks that is

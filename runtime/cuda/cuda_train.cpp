@@ -9,6 +9,12 @@
 // Kernels: kernels.h (forward ops shared with inference) and train_kernels.h (the rest, and every
 // adjoint). GEMMs are cuBLAS with the checkpoint's fused row order, so each block's backward is four
 // weight-gradient GEMMs ([gate|q|k|v], o, [gate|up], down) and four input-gradient GEMMs.
+//
+// By default (CudaTrainOptions::hold_state) the backend also holds the training state on the GPU
+// (TrainBackend::holds_state): fp32 master weights, Adam-atan2 moments and EMA per fused buffer,
+// gradients accumulated over a step's micro-batches, all-reduced over NCCL (or through host memory
+// when NCCL is missing), the Adam-atan2 kernel, and the bf16 copies refreshed from the masters.
+// The trainer keeps the step counters and computes each step's scalars (AdamAtan2::begin_step).
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <tbb/blocked_range.h>
@@ -16,14 +22,18 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 
 #include "common/error.h"
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/cuda_model.h"
 #include "runtime/cuda/kernels.h"
+#include "runtime/cuda/nccl_allreduce.h"
 #include "runtime/cuda/train_kernels.h"
 #include "runtime/cuda_backend.h"
+#include "runtime/dist.h"
+#include "runtime/optimizer.h"
 #include "runtime/train.h"
 
 namespace hrm::cuda {
@@ -74,7 +84,7 @@ struct SavedStack {
 
 class CudaTrainBackend final : public TrainBackend {
  public:
-  explicit CudaTrainBackend(const CudaTrainOptions& o) {
+  explicit CudaTrainBackend(const CudaTrainOptions& o) : hold_(o.hold_state) {
     std::string why;
     if (!cuda_available(&why)) throw Error(cat("--backend cuda: ", why));
     int count = 0;
@@ -99,7 +109,33 @@ class CudaTrainBackend final : public TrainBackend {
   LossResult forward_backward(const ModelConfig& cfg, const ModelWeights& w, const PackedBatch& batch,
                               int64_t bp_steps, ModelWeights* grads, int64_t grad_tokens) override;
 
+  bool holds_state() const override { return hold_; }
+  void load_state(const ModelConfig& cfg, const ModelWeights& w, const AdamAtan2& opt, Communicator& comm) override;
+  void begin_step() override;
+  LossResult accumulate(const ModelConfig& cfg, const PackedBatch& batch, int64_t bp_steps,
+                        int64_t grad_tokens) override;
+  void update(const AdamStep& step, Communicator& comm) override;
+  void store_state(ModelWeights& w, AdamAtan2& opt) override;
+
  private:
+  // Loss and (when want_grad) gradients of one batch into the device gradient buffers, which are
+  // zeroed first when `zero_grads`; nothing is copied back.
+  LossResult run(const ModelConfig& cfg, const PackedBatch& batch, int64_t bp_steps, bool want_grad,
+                 int64_t grad_tokens, bool zero_grads);
+  void zero_grads();
+  // The training state on the GPU, per fused buffer (the embedding, each block's gqkv/o/gu/down, the
+  // lm_head) and per trainable tensor (trainable_tensors order: a slice of one fused buffer).
+  struct Fused {
+    float* master = nullptr;  // fp32 weights (for the embedding: embed_ itself)
+    float* grad = nullptr;
+    bf16* copy = nullptr;     // the bf16 weights the GEMMs read; null for the embedding
+    size_t n = 0;
+    DeviceBuffer own_master, m, v, ema;
+  };
+  struct TensorSlice {
+    size_t fused, offset, n;
+  };
+  void build_state_layout();
   void ensure_model(const ModelConfig& cfg, const ModelWeights& w);
   void upload_batch(const PackedBatch& batch, const std::vector<int32_t>& loss_rows);
   void size_buffers(int64_t T, int64_t saved_invocations, int64_t loss_rows);
@@ -153,6 +189,13 @@ class CudaTrainBackend final : public TrainBackend {
   int32_t* row_correct_ = nullptr;
   std::vector<SavedStack> saved_stacks_;
   std::vector<float> host_staging_;
+
+  // Held state (hold_).
+  bool hold_ = true;
+  bool state_loaded_ = false, ema_ = false;
+  std::vector<Fused> fused_;
+  std::vector<TensorSlice> slices_;
+  std::unique_ptr<NcclAllReduce> nccl_;
 };
 
 void CudaTrainBackend::gemm(const bf16* x, int rows, int in, const bf16* w, int out, void* y, bool y_f32,
@@ -233,6 +276,8 @@ void CudaTrainBackend::ensure_model(const ModelConfig& cfg, const ModelWeights& 
   };
   upload(w.L, L_);
   upload(w.H, H_);
+  // Pageable uploads may still be in flight on the legacy stream, which our stream does not wait for.
+  HRM_CUDA_CHECK(cudaDeviceSynchronize());
   weights_src_ = &w;
 }
 
@@ -411,6 +456,43 @@ void CudaTrainBackend::download_add(const DeviceBuffer& src, std::initializer_li
 
 LossResult CudaTrainBackend::forward_backward(const ModelConfig& cfg, const ModelWeights& w, const PackedBatch& batch,
                                               int64_t bp_steps, ModelWeights* grads, int64_t grad_tokens) {
+  if (grads)
+    HRM_CHECK(grads->L.size() == w.L.size() && grads->H.size() == w.H.size() &&
+                  grads->embed.size() == w.embed.size() && grads->lm_head.size() == w.lm_head.size(),
+              "gradient buffer does not match the weights (use zeros_like)");
+  HRM_CHECK(!state_loaded_, "CUDA training: forward_backward on a backend that holds the training state");
+  HRM_CUDA_CHECK(cudaSetDevice(device_));
+  ensure_model(cfg, w);
+  const LossResult res = run(cfg, batch, bp_steps, grads != nullptr, grad_tokens, /*zero_grads=*/true);
+  if (!grads || res.loss_tokens == 0) return res;
+  // Add into the trainer's buffer, unfusing the projections.
+  download_add(g_lm_head_, {&grads->lm_head});
+  if (res.embed_reached) download_add(g_embed_, {&grads->embed});
+  const auto add_stack = [&](std::vector<GradBlock>& dev, std::vector<BlockWeights>& host) {
+    for (size_t b = 0; b < dev.size(); ++b) {
+      BlockWeights& h = host[b];
+      download_add(dev[b].gqkv, {&h.gate, &h.q, &h.k, &h.v});
+      download_add(dev[b].o, {&h.o});
+      download_add(dev[b].gu, {&h.mlp_gate, &h.up});
+      download_add(dev[b].down, {&h.down});
+    }
+  };
+  if (res.H_reached) add_stack(gH_, grads->H);
+  if (res.L_reached) add_stack(gL_, grads->L);
+  return res;
+}
+
+void CudaTrainBackend::zero_grads() {
+  HRM_CUDA_CHECK(cudaMemsetAsync(g_lm_head_.as<void>(), 0, g_lm_head_.bytes(), stream_));
+  HRM_CUDA_CHECK(cudaMemsetAsync(g_embed_.as<void>(), 0, g_embed_.bytes(), stream_));
+  for (auto* gs : {&gL_, &gH_})
+    for (GradBlock& g : *gs)
+      for (DeviceBuffer* b : {&g.gqkv, &g.o, &g.gu, &g.down})
+        HRM_CUDA_CHECK(cudaMemsetAsync(b->as<void>(), 0, b->bytes(), stream_));
+}
+
+LossResult CudaTrainBackend::run(const ModelConfig& cfg, const PackedBatch& batch, int64_t bp_steps, bool want_grad,
+                                 int64_t grad_tokens, bool zero) {
   // The CPU backend's checks, in its words, before anything is launched.
   const int64_t T = batch.size(), V = cfg.vocab_size;
   HRM_CHECK(T > 0, "empty training batch");
@@ -434,18 +516,11 @@ LossResult CudaTrainBackend::forward_backward(const ModelConfig& cfg, const Mode
   const int64_t N = static_cast<int64_t>(loss_rows.size());
   HRM_CHECK(grad_tokens == 0 || grad_tokens >= N, "gradient normaliser ", grad_tokens, " below the batch's ", N,
             " loss tokens");
-  if (grads)
-    HRM_CHECK(grads->L.size() == w.L.size() && grads->H.size() == w.H.size() &&
-                  grads->embed.size() == w.embed.size() && grads->lm_head.size() == w.lm_head.size(),
-              "gradient buffer does not match the weights (use zeros_like)");
   LossResult res;
   res.loss_tokens = N;
   if (N == 0) return res;
 
-  HRM_CUDA_CHECK(cudaSetDevice(device_));
-  ensure_model(cfg, w);
   const BackpropPlan plan(cfg, bp_steps);
-  const bool want_grad = grads != nullptr;
   struct Invocation {
     bool is_H, grad;
     int saved;  // index into saved_stacks_, or -1
@@ -489,12 +564,7 @@ LossResult CudaTrainBackend::forward_backward(const ModelConfig& cfg, const Mode
   float* dzL = dzL_;
   float* spare = dX_;
   if (want_grad) {
-    HRM_CUDA_CHECK(cudaMemsetAsync(g_lm_head_.as<void>(), 0, g_lm_head_.bytes(), stream_));
-    HRM_CUDA_CHECK(cudaMemsetAsync(g_embed_.as<void>(), 0, g_embed_.bytes(), stream_));
-    for (auto* gs : {&gL_, &gH_})
-      for (GradBlock& g : *gs)
-        for (DeviceBuffer* b : {&g.gqkv, &g.o, &g.gu, &g.down})
-          HRM_CUDA_CHECK(cudaMemsetAsync(b->as<void>(), 0, b->bytes(), stream_));
+    if (zero) zero_grads();
     HRM_CUDA_CHECK(cudaMemsetAsync(dzH, 0, TD * sizeof(float), stream_));
   }
   for (int64_t c0 = 0; c0 < N; c0 += loss_chunk_) {
@@ -550,22 +620,158 @@ LossResult CudaTrainBackend::forward_backward(const ModelConfig& cfg, const Mode
                    g_embed_.as<float>(), stream_);
   }
   HRM_CUDA_CHECK(cudaStreamSynchronize(stream_));
-
-  // Add into the trainer's buffer, unfusing the projections.
-  download_add(g_lm_head_, {&grads->lm_head});
-  if (res.embed_reached) download_add(g_embed_, {&grads->embed});
-  const auto add_stack = [&](std::vector<GradBlock>& dev, std::vector<BlockWeights>& host) {
-    for (size_t b = 0; b < dev.size(); ++b) {
-      BlockWeights& h = host[b];
-      download_add(dev[b].gqkv, {&h.gate, &h.q, &h.k, &h.v});
-      download_add(dev[b].o, {&h.o});
-      download_add(dev[b].gu, {&h.mlp_gate, &h.up});
-      download_add(dev[b].down, {&h.down});
-    }
-  };
-  if (res.H_reached) add_stack(gH_, grads->H);
-  if (res.L_reached) add_stack(gL_, grads->L);
   return res;
+}
+
+void CudaTrainBackend::build_state_layout() {
+  // Fused buffers in the order their tensors appear in trainable_tensors: the embedding, then per
+  // block of H and then L: [gate|q|k|v], o, [gate|up], down; last the lm_head.
+  fused_.clear();
+  slices_.clear();
+  const size_t D = D_, A = A_, I = I_, V = V_;
+  const auto add_fused = [&](float* master, float* grad, bf16* copy, size_t n) {
+    Fused f;
+    f.master = master, f.grad = grad, f.copy = copy, f.n = n;
+    fused_.push_back(std::move(f));
+    return fused_.size() - 1;
+  };
+  const size_t emb = add_fused(embed_.as<float>(), g_embed_.as<float>(), nullptr, V * D);
+  slices_.push_back({emb, 0, V * D});
+  for (auto [dev, grad] : {std::pair{&H_, &gH_}, std::pair{&L_, &gL_}}) {
+    for (size_t b = 0; b < dev->size(); ++b) {
+      DevBlock& w = (*dev)[b];
+      GradBlock& g = (*grad)[b];
+      const size_t gqkv = add_fused(nullptr, g.gqkv.as<float>(), w.gqkv.as<bf16>(), 4 * A * D);
+      for (size_t part = 0; part < 4; ++part) slices_.push_back({gqkv, part * A * D, A * D});  // gate, q, k, v
+      slices_.push_back({add_fused(nullptr, g.o.as<float>(), w.o.as<bf16>(), D * A), 0, D * A});
+      const size_t gu = add_fused(nullptr, g.gu.as<float>(), w.gu.as<bf16>(), 2 * I * D);
+      slices_.push_back({gu, 0, I * D});
+      slices_.push_back({gu, I * D, I * D});
+      slices_.push_back({add_fused(nullptr, g.down.as<float>(), w.down.as<bf16>(), D * I), 0, D * I});
+    }
+  }
+  const size_t lm = add_fused(nullptr, g_lm_head_.as<float>(), lm_head_.as<bf16>(), V * D);
+  slices_.push_back({lm, 0, V * D});
+  for (Fused& f : fused_) {
+    const size_t bytes = f.n * sizeof(float);
+    if (!f.master) {
+      f.own_master = DeviceBuffer(bytes);
+      f.master = f.own_master.as<float>();
+    }
+    f.m = DeviceBuffer(bytes), f.v = DeviceBuffer(bytes);
+    if (ema_) f.ema = DeviceBuffer(bytes);
+  }
+}
+
+void CudaTrainBackend::load_state(const ModelConfig& cfg, const ModelWeights& w, const AdamAtan2& opt,
+                                  Communicator& comm) {
+  HRM_CHECK(hold_, "CUDA training: load_state on a backend built with hold_state = false");
+  HRM_CUDA_CHECK(cudaSetDevice(device_));
+  weights_src_ = nullptr;  // upload the bf16 copies
+  ensure_model(cfg, w);
+  ema_ = !opt.ema().empty();
+  build_state_layout();
+  ModelWeights& wv = const_cast<ModelWeights&>(w);  // trainable_tensors hands out views; nothing is written
+  const std::vector<NamedTensor> ts = trainable_tensors(wv);
+  HRM_CHECK(ts.size() == slices_.size() && opt.m().size() == slices_.size(),
+            "CUDA training: the optimizer state does not match the model (", opt.m().size(), " tensors, expected ",
+            slices_.size(), ")");
+  const auto put = [&](float* base, const std::vector<float>& host, const TensorSlice& sl, const std::string& what) {
+    HRM_CHECK(host.size() == sl.n, "CUDA training: ", what, " has ", host.size(), " values, expected ", sl.n);
+    HRM_CUDA_CHECK(cudaMemcpyAsync(base + sl.offset, host.data(), sl.n * sizeof(float), cudaMemcpyHostToDevice,
+                                   stream_));
+  };
+  for (size_t t = 0; t < slices_.size(); ++t) {
+    const TensorSlice& sl = slices_[t];
+    Fused& f = fused_[sl.fused];
+    put(f.master, *ts[t].data, sl, ts[t].name);
+    put(f.m.as<float>(), opt.m()[t], sl, "optim.m." + ts[t].name);
+    put(f.v.as<float>(), opt.v()[t], sl, "optim.v." + ts[t].name);
+    if (ema_) put(f.ema.as<float>(), opt.ema()[t], sl, "ema." + ts[t].name);
+  }
+  HRM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  nccl_.reset();
+  if (comm.world_size() > 1) {
+    std::string why = "this binary was built without nccl.h";
+#ifdef HRM_HAVE_NCCL
+    if (NcclAllReduce::available(&why)) nccl_ = std::make_unique<NcclAllReduce>(comm, stream_);
+#endif
+    if (!nccl_ && comm.rank() == 0)
+      std::fprintf(stderr, "CUDA training: %s; gradients are all-reduced through host memory\n", why.c_str());
+  }
+  state_loaded_ = true;
+}
+
+void CudaTrainBackend::begin_step() {
+  HRM_CHECK(state_loaded_, "CUDA training: begin_step before load_state");
+  zero_grads();
+}
+
+LossResult CudaTrainBackend::accumulate(const ModelConfig& cfg, const PackedBatch& batch, int64_t bp_steps,
+                                        int64_t grad_tokens) {
+  HRM_CHECK(state_loaded_, "CUDA training: accumulate before load_state");
+  HRM_CHECK(cfg.hidden_size == cfg_.hidden_size && cfg.vocab_size == cfg_.vocab_size &&
+                cfg.num_layers_per_stack == cfg_.num_layers_per_stack,
+            "CUDA training: accumulate with another model than load_state's");
+  cfg_ = cfg;
+  return run(cfg, batch, bp_steps, /*want_grad=*/true, grad_tokens, /*zero_grads=*/false);
+}
+
+void CudaTrainBackend::update(const AdamStep& step, Communicator& comm) {
+  HRM_CHECK(state_loaded_, "CUDA training: update before load_state");
+  HRM_CHECK(step.active.size() == slices_.size(), "CUDA training: the step has ", step.active.size(),
+            " tensors, the model ", slices_.size());
+  std::vector<char> fused_active(fused_.size(), 0);
+  for (size_t t = 0; t < slices_.size(); ++t) fused_active[slices_[t].fused] |= step.active[t];
+  // Sum the gradients over the ranks: a fused buffer's tensors are active together (one group each).
+  if (comm.world_size() > 1) {
+    for (size_t f = 0; f < fused_.size(); ++f) {
+      if (!fused_active[f]) continue;
+      if (nccl_) {
+        nccl_->sum(fused_[f].grad, fused_[f].n);
+        continue;
+      }
+      host_staging_.resize(fused_[f].n);
+      HRM_CUDA_CHECK(cudaMemcpyAsync(host_staging_.data(), fused_[f].grad, fused_[f].n * sizeof(float),
+                                     cudaMemcpyDeviceToHost, stream_));
+      HRM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      comm.all_reduce_sum(std::span<float>(host_staging_));
+      HRM_CUDA_CHECK(cudaMemcpyAsync(fused_[f].grad, host_staging_.data(), fused_[f].n * sizeof(float),
+                                     cudaMemcpyHostToDevice, stream_));
+      HRM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+  }
+  for (size_t t = 0; t < slices_.size(); ++t) {
+    if (!step.active[t]) continue;
+    const TensorSlice& sl = slices_[t];
+    Fused& f = fused_[sl.fused];
+    const AdamScalars sc{step.decay, step.b1c, step.b2, step.b2c, step.step_size[t], step.inv_sqrt_bc2[t], step.ema_w};
+    adam_atan2(f.master + sl.offset, f.grad + sl.offset, f.m.as<float>() + sl.offset, f.v.as<float>() + sl.offset,
+               step.ema ? f.ema.as<float>() + sl.offset : nullptr, static_cast<int64_t>(sl.n), sc, stream_);
+  }
+  // The GEMMs' bf16 copies follow the masters (the embedding is read in fp32 from its master).
+  for (size_t f = 0; f < fused_.size(); ++f)
+    if (fused_active[f] && fused_[f].copy) to_bf16(fused_[f].master, static_cast<int64_t>(fused_[f].n), fused_[f].copy, stream_);
+  HRM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaTrainBackend::store_state(ModelWeights& w, AdamAtan2& opt) {
+  HRM_CHECK(state_loaded_, "CUDA training: store_state before load_state");
+  const std::vector<NamedTensor> ts = trainable_tensors(w);
+  const auto get = [&](std::vector<float>& host, const float* base, const TensorSlice& sl) {
+    host.resize(sl.n);
+    HRM_CUDA_CHECK(cudaMemcpyAsync(host.data(), base + sl.offset, sl.n * sizeof(float), cudaMemcpyDeviceToHost,
+                                   stream_));
+  };
+  for (size_t t = 0; t < slices_.size(); ++t) {
+    const TensorSlice& sl = slices_[t];
+    const Fused& f = fused_[sl.fused];
+    get(*ts[t].data, f.master, sl);
+    get(opt.m()[t], f.m.as<float>(), sl);
+    get(opt.v()[t], f.v.as<float>(), sl);
+    if (ema_) get(opt.ema()[t], f.ema.as<float>(), sl);
+  }
+  HRM_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
 }  // namespace

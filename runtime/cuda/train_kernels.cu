@@ -183,6 +183,17 @@ __global__ void embed_backward_kernel(const float* dz, const int32_t* token, con
   }
 }
 
+__global__ void adam_atan2_kernel(float* p, const float* g, float* m, float* v, float* e, int64_t n, AdamScalars s) {
+  HRM_GRID_STRIDE(i, n) {
+    float pi = p[i] * s.decay;
+    const float mi = m[i] + s.b1c * (g[i] - m[i]);
+    const float vi = v[i] * s.b2 + s.b2c * g[i] * g[i];
+    pi -= s.step_size * atan2f(mi, sqrtf(vi) * s.inv_sqrt_bc2);
+    p[i] = pi, m[i] = mi, v[i] = vi;
+    if (e) e[i] += s.ema_w * (pi - e[i]);
+  }
+}
+
 }  // namespace
 
 std::vector<TrainTile> train_tiles(std::span<const TrainSeq> seqs) {
@@ -251,6 +262,13 @@ void cross_entropy(const float* logits, const int32_t* labels, int n, int vocab,
 void scatter_rows(const float* src, const int32_t* rows, int n, int dim, float* dst, cudaStream_t stream) {
   if (n == 0) return;
   scatter_rows_kernel<<<n, kRowThreads, 0, stream>>>(src, rows, dim, dst);
+  check_launch();
+}
+
+void adam_atan2(float* p, const float* g, float* m, float* v, float* ema, int64_t n, AdamScalars s,
+                cudaStream_t stream) {
+  if (n == 0) return;
+  adam_atan2_kernel<<<grid_for(n), 256, 0, stream>>>(p, g, m, v, ema, n, s);
   check_launch();
 }
 

@@ -77,6 +77,15 @@ void scatter_rows(const float* src, const int32_t* rows, int n, int dim, float* 
 void embed_backward(const float* dz, const int32_t* token, const int32_t* begin, const int32_t* order, int n_tokens,
                     int dim, float scale, float* grad, cudaStream_t stream);
 
+// One Adam-atan2 step on n fp32 elements of one tensor, as adam_atan2_update (optimizer.h) does on the
+// host: p *= decay; m += b1c (g - m); v = b2 v + b2c g^2; p -= step_size atan2(m, sqrt(v) inv_sqrt_bc2);
+// then, when `ema` is not null, ema += ema_w (p - ema).
+struct AdamScalars {
+  float decay, b1c, b2, b2c, step_size, inv_sqrt_bc2, ema_w;
+};
+void adam_atan2(float* p, const float* g, float* m, float* v, float* ema, int64_t n, AdamScalars s,
+                cudaStream_t stream);
+
 // PrefixLM attention of a packed batch WITHOUT the output gate (cpu::prefix_attention), flash-style on
 // tensor cores: q, k, v are the q/k/v parts of rows of [gate | q | k | v] (after RoPE); query i of a
 // sequence sees key j iff j < prefix or j <= i. Writes out [rows, A] (bf16) and, per (head, row),

@@ -15,7 +15,10 @@
 //             longer chain, so 8e-2 relative norm per tensor (an error in any op shows up as O(1)).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
 #include <cstdint>
 #include <map>
 #include <numeric>
@@ -217,6 +220,26 @@ TEST_F(CudaTrainOps, ScatterRowsAndEmbeddingBackwardMatchHost) {
   const DeviceBuffer dst = upload(base), dsrc = upload(src), drows = upload(in_range);
   scatter_rows(dsrc.as<float>(), drows.as<int32_t>(), 3, dim, dst.as<float>(), nullptr);
   EXPECT_EQ(download<float>(dst, base.size()), want_dst) << "scatter_rows";
+}
+
+TEST_F(CudaTrainOps, AdamAtan2MatchesTheHostUpdate) {
+  std::mt19937 rng(12);
+  const size_t n = 10000;
+  std::vector<float> p = normal(rng, n, 0.1f), g = normal(rng, n, 1e-2f), m = normal(rng, n, 1e-3f), v(n), e = p;
+  for (float& x : v) x = std::abs(normal(rng, 1, 1e-4f)[0]);
+  AdamStep s;
+  s.decay = 1.f - 1e-3f * 0.1f, s.b1c = 0.1f, s.b2 = 0.95f, s.b2c = 0.05f, s.ema_w = 1e-3f, s.ema = true;
+  s.active = {1}, s.step_size = {1e-3f / 0.19f}, s.inv_sqrt_bc2 = {1.f / std::sqrt(0.0975f)};
+  const DeviceBuffer dp = upload(p), dg = upload(g), dm = upload(m), dv = upload(v), de = upload(e);
+  std::vector<float> wp = p, wm = m, wv = v, we = e;
+  adam_atan2_update(wp.data(), g.data(), wm.data(), wv.data(), we.data(), n, s, 0);
+  adam_atan2(dp.as<float>(), dg.as<float>(), dm.as<float>(), dv.as<float>(), de.as<float>(), static_cast<int64_t>(n),
+             {s.decay, s.b1c, s.b2, s.b2c, s.step_size[0], s.inv_sqrt_bc2[0], s.ema_w}, nullptr);
+  // fp32 on both sides; atan2f and fused multiply-adds may move the last bits.
+  expect_close(download<float>(dp, n), wp, 1e-6, "adam_atan2 weights");
+  expect_close(download<float>(dm, n), wm, 1e-6, "adam_atan2 m");
+  expect_close(download<float>(dv, n), wv, 1e-6, "adam_atan2 v");
+  expect_close(download<float>(de, n), we, 1e-6, "adam_atan2 ema");
 }
 
 // ---- attention ----
@@ -517,6 +540,39 @@ TEST_F(CudaTrain, MatchesThePyTorchFixture) {
                 static_cast<long long>(bp), r.loss, want_loss, worst, worst_name.c_str());
     EXPECT_LT(worst, kTolModel) << "bp_steps " << bp << ": gradient norm of " << worst_name;
   }
+}
+
+// The state held on the GPU (the default) against the trainer's host optimizer driving the same
+// GPU gradients (hold_state = false): the same steps up to fp32 rounding (the gradients of two
+// micro-batches are summed in another order, atan2f against std::atan2), through a checkpoint and a
+// resume of the held state.
+TEST_F(CudaTrain, HeldStateFollowsTheHostOptimizer) {
+  const ModelConfig cfg = tiny_config();
+  const TrainCorpus corpus = test::random_corpus(60, 13);
+  TrainOptions o = test::small_train_options();
+  o.accumulate = 2;
+  Trainer host(cfg, init_weights(cfg, 8), corpus, o, make_cuda_train_backend({.hold_state = false}));
+  Trainer held(cfg, init_weights(cfg, 8), corpus, o, make_cuda_train_backend());
+  ASSERT_TRUE(make_cuda_train_backend()->holds_state());
+  const auto dir = std::filesystem::temp_directory_path() / ("hrm_cuda_held_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  for (int s = 0; s < 3; ++s) {
+    const StepStats a = host.step(), b = held.step();
+    EXPECT_NEAR(b.loss, a.loss, 1e-3 * a.loss) << "step " << a.step;
+  }
+  held.save_checkpoint(dir);
+  TrainOptions keep;
+  keep.steps = 0;
+  keep.accumulate = 2;
+  Trainer resumed = Trainer::resume(dir, corpus, keep, make_cuda_train_backend());
+  while (host.step_count() < o.steps) {
+    const StepStats a = host.step(), b = resumed.step();
+    EXPECT_NEAR(b.loss, a.loss, 1e-3 * a.loss) << "step " << a.step;
+  }
+  ModelWeights wa = host.weights(), wb = resumed.weights();
+  const std::vector<NamedTensor> ta = trainable_tensors(wa), tb = trainable_tensors(wb);
+  for (size_t i = 0; i < ta.size(); ++i) EXPECT_LT(diff(*tb[i].data, *ta[i].data).rel, 1e-4) << ta[i].name;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
