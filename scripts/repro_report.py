@@ -81,11 +81,11 @@ def svg(steps, losses, ev, base, title, total_steps):
              f'<rect width="{WIDTH}" height="{h}" fill="white"/>',
              f'<text x="{PAD_L}" y="16" font-size="13" font-weight="bold">{esc(title)}</text>']
 
-    def panel(top, ylo, yhi, label, ytick_fmt):
+    def panel(top, ylo, yhi, label, ytick_fmt, yticks=None):
         def y(v):
             return top + PANEL_H - PANEL_H * (v - ylo) / (yhi - ylo)
         parts.append(f'<rect x="{PAD_L}" y="{top}" width="{plot_w}" height="{PANEL_H}" fill="none" stroke="#888"/>')
-        for t in nice_ticks(ylo, yhi):
+        for t in yticks if yticks is not None else nice_ticks(ylo, yhi):
             parts.append(f'<line x1="{PAD_L}" x2="{PAD_L + plot_w}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#eee"/>')
             parts.append(f'<text x="{PAD_L - 4}" y="{y(t) + 4:.1f}" text-anchor="end">{ytick_fmt(t)}</text>')
         for t in nice_ticks(0, xmax):
@@ -97,20 +97,23 @@ def svg(steps, losses, ev, base, title, total_steps):
     # Loss (log scale: it falls over orders of magnitude).
     lx, ly = bucket(steps, [math.log10(max(v, 1e-4)) for v in losses], MAX_POINTS)
     lo, hi = math.floor(min(ly) * 2) / 2, math.ceil(max(ly) * 2) / 2
-    y = panel(PAD_T, lo, hi, "training loss (log)", lambda t: f"{10 ** t:.3g}")
+    log_ticks = [math.log10(m * 10 ** k) for k in range(math.floor(lo) - 1, math.ceil(hi) + 1) for m in (1, 2, 5)
+                 if lo <= math.log10(m * 10 ** k) <= hi]
+    y = panel(PAD_T, lo, hi, "training loss (log scale)", lambda t: f"{10 ** t:.3g}", log_ticks)
     pts = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in zip(lx, ly))
     parts.append(f'<polyline points="{pts}" fill="none" stroke="#1f5fbf" stroke-width="1.3"/>')
 
     # Held-out exact match with its standard error, and the answer-only baselines.
     top = PAD_T + PANEL_H + GAP
     y = panel(top, 0, 1, "held-out exact match", lambda t: f"{100 * t:.0f}%")
-    for key, name, color in (("best_constant_test_acc", "best constant answer", "#c0392b"),
-                             ("majority_test_acc", "most frequent training answer", "#e67e22")):
+    for key, name, color, right in (("best_constant_test_acc", "best constant answer", "#c0392b", True),
+                                    ("majority_test_acc", "most frequent training answer", "#e67e22", False)):
         if key in base:
             v = base[key]
             parts.append(f'<line x1="{PAD_L}" x2="{PAD_L + plot_w}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
                          f'stroke="{color}" stroke-dasharray="4,3"/>')
-            parts.append(f'<text x="{PAD_L + plot_w - 4}" y="{y(v) - 3:.1f}" text-anchor="end" fill="{color}">'
+            tx, anchor = (PAD_L + plot_w - 4, "end") if right else (PAD_L + 4, "start")
+            parts.append(f'<text x="{tx}" y="{y(v) - 3:.1f}" text-anchor="{anchor}" fill="{color}">'
                          f'{esc(name)} {100 * v:.1f}%</text>')
     if ev:
         pts = " ".join(f"{x(r['step']):.1f},{y(r['acc']):.1f}" for r in ev)
