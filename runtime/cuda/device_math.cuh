@@ -43,6 +43,19 @@ __device__ __forceinline__ float block_sum(float v) {
   return t;
 }
 
+// A (value, index) pair for block-wide argmax reductions (cub::BlockReduce with ArgMaxOp): the larger
+// value wins, and on ties the smaller index, as torch.argmax.
+struct ArgMax {
+  float value;
+  int32_t index;
+};
+struct ArgMaxOp {
+  __device__ ArgMax operator()(const ArgMax& a, const ArgMax& b) const {
+    if (b.value > a.value || (b.value == a.value && b.index < a.index)) return b;
+    return a;
+  }
+};
+
 __device__ __forceinline__ float to_float(bf16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ float to_float(fp8 x) { return static_cast<float>(x); }
 

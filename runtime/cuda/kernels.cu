@@ -88,17 +88,6 @@ __global__ void gather_rows_kernel(const float* x, const int32_t* rows, int dim,
   for (int d = threadIdx.x; d < dim; d += blockDim.x) out[i * dim + d] = __float2bfloat16(src[d]);
 }
 
-struct ArgMax {
-  float value;
-  int32_t index;
-};
-struct ArgMaxOp {
-  __device__ ArgMax operator()(const ArgMax& a, const ArgMax& b) const {
-    if (b.value > a.value || (b.value == a.value && b.index < a.index)) return b;
-    return a;
-  }
-};
-
 constexpr int kSampleThreads = 1024;
 
 // One block per row: argmax for greedy rows; otherwise the inverse CDF of softmax(x / T) in id order.

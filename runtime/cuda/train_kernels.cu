@@ -115,17 +115,6 @@ __global__ void rms_norm_backward_kernel(const float* x, const float* dy, int di
   }
 }
 
-struct ArgMax {
-  float value;
-  int32_t index;
-};
-struct ArgMaxOp {
-  __device__ ArgMax operator()(const ArgMax& a, const ArgMax& b) const {
-    if (b.value > a.value || (b.value == a.value && b.index < a.index)) return b;
-    return a;
-  }
-};
-
 constexpr int kLossThreads = 512;
 
 // One block per row.
