@@ -11,6 +11,8 @@
 #   train      hrmbench bench train --backend cuda (SHAPE; bp 2 and 5, MFU against 989 TFLOP/s), then a
 #              short tiny-shape `train --backend cuda` whose export transformers must load and continue
 #              like hrmbench (scripts/check_hf_export.py; the CUDA gradient tests are in `tests`)
+#   repro      scripts/reproduce.sh on the GPU: REPRO_SHAPE (b), REPRO_STEPS (1200) x 16384 tokens,
+#              difficulty 3; loss curve and held-out exact match under $OUT/repro
 #
 # Example (device tool; one step per call keeps each under the 10-minute limit):
 #   run(command="STEPS=tests bash scripts/device_check.sh", carry=[".carry"])
@@ -102,6 +104,13 @@ if has train; then
   note "train run + export check: exit $?"
   cp /tmp/train_run_cpu/loss.jsonl "$OUT/train_run/loss_cpu.jsonl" 2>/dev/null
   grep -E 'step (10|30|60)/|OK|FAIL|same|DIFFERENT' "$OUT/train_run.txt" | tail -12
+fi
+
+if has repro; then
+  HRMBENCH="$BIN"/hrmbench SHAPE=${REPRO_SHAPE:-b} BACKEND=cuda STEPS=${REPRO_STEPS:-1200} BATCH_TOKENS=16384 \
+    DIFFICULTY=3 bash scripts/reproduce.sh "$OUT/repro" > "$OUT/repro.txt" 2>&1
+  note "repro: exit $?"
+  tail -20 "$OUT/repro.txt"
 fi
 
 echo
