@@ -271,6 +271,17 @@ std::vector<std::vector<std::pair<int, int>>> attention_batches() {
   };
 }
 
+// Host-side planning: no GPU needed (a plain TEST, so it runs in CI too).
+TEST(TrainTiles, CoverEverySequenceInTilesOf64Rows) {
+  const std::vector<TrainSeq> seqs{{0, 5, 3}, {5, 64, 1}, {69, 65, 65}, {134, 130, 7}};
+  const std::vector<TrainTile> tiles = train_tiles(seqs);
+  std::vector<std::pair<int, int>> got;
+  for (const TrainTile& t : tiles) got.emplace_back(t.seq, t.row0);
+  const std::vector<std::pair<int, int>> want{{0, 0}, {1, 0}, {2, 0}, {2, 64}, {3, 0}, {3, 64}, {3, 128}};
+  EXPECT_EQ(got, want);
+  EXPECT_TRUE(train_tiles({}).empty());
+}
+
 TEST_F(CudaTrainOps, AttentionForwardMatchesCpu) {
   std::mt19937 rng(7);
   for (int hd : {16, 64, 128}) {
