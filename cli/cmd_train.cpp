@@ -341,7 +341,7 @@ void run_pack_stats(const PackStatsArgs& a) {
 }
 
 struct BenchTrainArgs {
-  std::string shape = "tiny", config, backend = "cpu";
+  std::string shape = "tiny", config, backend = "cpu", write_config;
   int64_t vocab = 65536, batch_tokens = 4096, sample_tokens = 512, bp_steps = 5, steps = 3, warmup = 1;
   double prompt_ratio = 0.5, peak_tflops = 0;
   int device = 0, threads = 0;
@@ -358,6 +358,12 @@ void run_bench_train(const BenchTrainArgs& a) {
   if (a.threads > 0) limit.emplace(tbb::global_control::max_allowed_parallelism, a.threads);
   const ModelConfig cfg = a.config.empty() ? shape_config(a.shape, a.vocab) : load_config(a.config);
   const std::string name = a.config.empty() ? a.shape : a.config;
+  // The exact shape for scripts/bench_train_transformers.py --config, so both sides train the same model.
+  if (!a.write_config.empty()) {
+    std::ofstream out(a.write_config, std::ios::binary);
+    out << hf_config_json(cfg);
+    if (!out.flush()) throw Error(cat("--write-config ", a.write_config, ": cannot write"));
+  }
   if (a.sample_tokens < 2 || a.sample_tokens > cfg.max_position_embeddings)
     throw Error(cat("--sample-tokens ", a.sample_tokens, ": expected 2 .. max_position_embeddings = ",
                     cfg.max_position_embeddings));
@@ -449,6 +455,8 @@ void add_bench_train(CLI::App& bench) {
   bt->add_option("--peak-tflops", a->peak_tflops, "The device's peak dense TFLOP/s, for MFU (H100 SXM bf16: 989)");
   bt->add_option("--threads", a->threads, "CPU threads (default: all)");
   bt->add_option("--seed", a->seed, "Weight and data seed")->capture_default_str();
+  bt->add_option("--write-config", a->write_config,
+                 "Also write the shape's config.json to FILE (for scripts/bench_train_transformers.py --config)");
   bt->callback([a] { run_bench_train(*a); });
 }
 

@@ -87,8 +87,11 @@ if has train; then
     for bp in 5 2; do
       echo "\$ hrmbench bench train --backend cuda --shape $SHAPE --batch-tokens 12288 --sample-tokens 1024 --bp-steps $bp --steps 3 --peak-tflops 989"
       "$BIN"/hrmbench bench train --backend cuda --shape "$SHAPE" --batch-tokens 12288 --sample-tokens 1024 \
-        --bp-steps "$bp" --steps 3 --peak-tflops 989 2>&1
+        --bp-steps "$bp" --steps 3 --peak-tflops 989 --write-config "$OUT/train_config.json" 2>&1
     done
+    echo "\$ python3 scripts/bench_train_transformers.py --config train_config.json --batch-tokens 12288 --sample-tokens 1024 --bp-steps 5 --peak-tflops 989"
+    python3 scripts/bench_train_transformers.py --config "$OUT/train_config.json" --name "$SHAPE" --batch-tokens 12288 \
+      --sample-tokens 1024 --bp-steps 5 --steps 3 --peak-tflops 989 2>&1 | tail -4
   } > "$OUT/train_bench.md"
   note "train bench: see train_bench.md"
   grep -E '^\||^\$' "$OUT/train_bench.md"
