@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -36,20 +37,54 @@ inline float dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-// Dot products of NX rows of x with one weight row. NX is a template parameter so the accumulator
-// tile lives in registers and the lane loop vectorises.
-template <int NX>
-inline void dot_tile(const float* const* xs, const float* w, int64_t in, float* out) {
-  float acc[NX][kLanes] = {};
+// Dot products of NX rows of x with NW weight rows: an NX x NW tile of kLanes-wide accumulators in
+// registers (4 x 3 vectors of 8 floats = 12 AVX2 registers), so each loaded vector feeds several
+// multiply-adds. Written with GCC vector types (one vector = the kLanes lanes of dot()), because the
+// auto-vectoriser shuffles this loop nest instead. Every output keeps its own lanes and dot()'s order
+// of additions, whatever the tile shape, so results do not depend on tiling or threads.
+typedef float Lanes __attribute__((vector_size(kLanes * sizeof(float))));
+static_assert(sizeof(Lanes) == kLanes * sizeof(float));
+
+// (Through a pointer: returning a vector by value would change the ABI between the two clones.)
+__attribute__((always_inline)) inline void load_lanes(Lanes* v, const float* p) { std::memcpy(v, p, sizeof *v); }
+
+template <int NX, int NW>
+__attribute__((always_inline)) inline void dot_tile(const float* const* xs, const float* const* ws, int64_t in,
+                                                   float* out, int64_t out_stride) {
+  Lanes acc[NX][NW] = {};
   const int64_t main = in - in % kLanes;
   for (int64_t i = 0; i < main; i += kLanes) {
-    for (int r = 0; r < NX; ++r)
-      for (int l = 0; l < kLanes; ++l) acc[r][l] += xs[r][i + l] * w[i + l];
+    Lanes wv[NW];
+    for (int c = 0; c < NW; ++c) load_lanes(&wv[c], ws[c] + i);
+    for (int r = 0; r < NX; ++r) {
+      Lanes xv;
+      load_lanes(&xv, xs[r] + i);
+      for (int c = 0; c < NW; ++c) acc[r][c] += xv * wv[c];
+    }
   }
-  for (int r = 0; r < NX; ++r) {
-    float tail = 0.f;
-    for (int64_t i = main; i < in; ++i) tail += xs[r][i] * w[i];
-    out[r] = reduce_lanes(acc[r]) + tail;
+  for (int r = 0; r < NX; ++r)
+    for (int c = 0; c < NW; ++c) {
+      float lanes[kLanes];
+      std::memcpy(lanes, &acc[r][c], sizeof lanes);
+      float tail = 0.f;
+      for (int64_t i = main; i < in; ++i) tail += xs[r][i] * ws[c][i];
+      out[r * out_stride + c] = reduce_lanes(lanes) + tail;
+    }
+}
+
+template <int NX>
+__attribute__((always_inline)) inline void dot_rows(const float* const* xs, const float* w, int64_t in, int64_t o_begin,
+                                                 int64_t o_end,
+                     int64_t out, float* y_rows) {
+  constexpr int kW = 2;  // weight rows per tile
+  int64_t o = o_begin;
+  for (; o + kW <= o_end; o += kW) {
+    const float* ws[kW] = {w + o * in, w + (o + 1) * in};
+    dot_tile<NX, kW>(xs, ws, in, y_rows + o, out);
+  }
+  for (; o < o_end; ++o) {
+    const float* ws[1] = {w + o * in};
+    dot_tile<NX, 1>(xs, ws, in, y_rows + o, out);
   }
 }
 
@@ -58,16 +93,11 @@ inline void dot_tile(const float* const* xs, const float* w, int64_t in, float* 
 __attribute__((target_clones("arch=x86-64-v3", "default")))
 void matmul_tile(const float* const* xs, int64_t nx, const float* w, int64_t in, int64_t o_begin,
                  int64_t o_end, int64_t out, float* y_rows) {
-  for (int64_t o = o_begin; o < o_end; ++o) {
-    float res[kRowTile] = {};
-    const float* wo = w + o * in;
-    switch (nx) {
-      case 4: dot_tile<4>(xs, wo, in, res); break;
-      case 3: dot_tile<3>(xs, wo, in, res); break;
-      case 2: dot_tile<2>(xs, wo, in, res); break;
-      default: dot_tile<1>(xs, wo, in, res); break;
-    }
-    for (int64_t j = 0; j < nx; ++j) y_rows[j * out + o] = res[j];
+  switch (nx) {
+    case 4: dot_rows<4>(xs, w, in, o_begin, o_end, out, y_rows); break;
+    case 3: dot_rows<3>(xs, w, in, o_begin, o_end, out, y_rows); break;
+    case 2: dot_rows<2>(xs, w, in, o_begin, o_end, out, y_rows); break;
+    default: dot_rows<1>(xs, w, in, o_begin, o_end, out, y_rows); break;
   }
 }
 
