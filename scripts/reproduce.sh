@@ -77,7 +77,7 @@ fi
   echo "date $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
   echo "host $(uname -n), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ //')"
-  echo "binary $HRMBENCH"
+  echo "binary $HRMBENCH (built $(date -u -r "$HRMBENCH" +%Y-%m-%dT%H:%M:%SZ))"
   for v in SHAPE CONFIG BACKEND TOKENIZER DIFFICULTY TRAIN_N TEST_N SEED STEPS BATCH_TOKENS LR WARMUP EMA \
            EVAL_EVERY THREADS MAX_NEW_TOKENS; do echo "$v ${!v}"; done
 } > "$OUT/settings.txt"
