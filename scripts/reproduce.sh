@@ -8,6 +8,8 @@
 #   SHAPE=b BACKEND=cuda STEPS=20000 BATCH_TOKENS=16384 DIFFICULTY=3 scripts/reproduce.sh repro_b
 #
 # Usage: scripts/reproduce.sh [OUT]        (default OUT=repro; an existing OUT is refused)
+# Relative paths given (OUT, HRMBENCH, CONFIG, TOKENIZER) are taken from the caller's directory; the
+# defaults are inside the repository.
 # Settings (environment variables, defaults in brackets):
 #   HRMBENCH        the binary [build-repro/hrmbench, else build/hrmbench, else hrmbench on PATH]
 #   SHAPE           tiny | b | l | xl [tiny];  CONFIG=config.json instead of SHAPE
@@ -26,17 +28,22 @@
 # `hrmbench train --resume --steps N` (zero further steps: it loads, saves and exports). The last
 # copy's export is checked to be byte-identical to the trainer's own OUT/train/hf.
 set -euo pipefail
+caller=$PWD
 cd "$(dirname "$0")/.."
+from_caller() { [[ -z $1 || $1 == /* ]] && echo "$1" || echo "$caller/$1"; }
 
-OUT=${1:-repro}
-if [[ -z ${HRMBENCH:-} ]]; then
+OUT=$(from_caller "${1:-repro}")
+if [[ -n ${HRMBENCH:-} ]]; then
+  [[ $HRMBENCH == */* ]] && HRMBENCH=$(from_caller "$HRMBENCH") || HRMBENCH=$(command -v "$HRMBENCH" || true)
+else
   for b in build-repro/hrmbench build/hrmbench; do [[ -x $b ]] && HRMBENCH=$b && break; done
   HRMBENCH=${HRMBENCH:-$(command -v hrmbench || true)}
 fi
 [[ -x ${HRMBENCH:-} ]] || { echo "reproduce.sh: no hrmbench binary (build it, or set HRMBENCH)" >&2; exit 1; }
 SHAPE=${SHAPE:-tiny}
-CONFIG=${CONFIG:-}
+CONFIG=$(from_caller "${CONFIG:-}")
 BACKEND=${BACKEND:-cpu}
+TOKENIZER=${TOKENIZER:+$(from_caller "$TOKENIZER")}
 TOKENIZER=${TOKENIZER:-tests/fixtures/tokenizer/tokenizer.json}
 DIFFICULTY=${DIFFICULTY:-2}
 TRAIN_N=${TRAIN_N:-20000}
