@@ -259,6 +259,7 @@ void run_train(const TrainArgs& a) {
 struct CorpusArgs {
   std::string out, leak, condition = "synth,cot", tokenized, tokenizer;
   int64_t n = 1000, leak_count = 0;
+  int difficulty = kMaxDifficulty;
   uint64_t seed = 0;
 };
 
@@ -266,6 +267,7 @@ void run_make_corpus(const CorpusArgs& a) {
   SyntheticOptions o;
   o.n = a.n;
   o.seed = a.seed;
+  o.difficulty = a.difficulty;
   o.condition = a.condition;
   o.leak_count = a.leak_count;
   if (!a.leak.empty()) o.leaks = read_leak_questions(a.leak);
@@ -512,6 +514,9 @@ void add_train_commands(CLI::App& app) {
   mc->add_option("--out", c->out, "Output JSONL")->required();
   mc->add_option("--n", c->n, "Word problems to generate")->capture_default_str();
   mc->add_option("--seed", c->seed, "Seed")->capture_default_str();
+  mc->add_option("--difficulty", c->difficulty,
+                 "1: one +/- below 10; 2: two steps up to 20; 3: the multi-step word problems")
+      ->capture_default_str();
   mc->add_option("--condition", c->condition, "Condition tags of every sample")->capture_default_str();
   mc->add_option("--leak", c->leak, "Benchmark-style JSONL whose questions are planted verbatim");
   mc->add_option("--leak-count", c->leak_count, "Planted copies in all (default: one per question)");

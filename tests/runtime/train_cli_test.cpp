@@ -197,5 +197,19 @@ TEST_F(TrainCli, BackendIsCheckedAndCudaRunsOrSaysWhyNot) {
   EXPECT_TRUE(fs::exists(dir_ / "g" / "hf" / "model.safetensors"));
 }
 
+TEST_F(TrainCli, MakeCorpusDifficultyIsPassedAndChecked) {
+  ASSERT_EQ(hrmbench("make-corpus --out " + (dir_ / "easy.jsonl").string() + " --n 20 --seed 4 --difficulty 1").status,
+            0);
+  ASSERT_EQ(hrmbench("make-corpus --out " + (dir_ / "hard.jsonl").string() + " --n 20 --seed 4").status, 0);
+  // Level 1 is one operation on numbers below 10: its responses are shorter than the default's.
+  size_t easy = 0, hard = 0;
+  for (const auto& l : lines(dir_ / "easy.jsonl")) easy += l.size();
+  for (const auto& l : lines(dir_ / "hard.jsonl")) hard += l.size();
+  EXPECT_LT(easy, hard);
+  const CmdRun bad = hrmbench("make-corpus --out " + (dir_ / "x.jsonl").string() + " --n 5 --difficulty 9");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.out.find("9"), std::string::npos) << bad.out;
+}
+
 }  // namespace
 }  // namespace hrm
