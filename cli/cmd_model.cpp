@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/bench_config.h"
 #include "cli/commands.h"
 #include "common/error.h"
 #include "runtime/config.h"
@@ -225,14 +226,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 void run_bench(const BenchArgs& a) {
   std::optional<tbb::global_control> limit;
   if (a.threads > 0) limit.emplace(tbb::global_control::max_allowed_parallelism, a.threads);
-  const ModelConfig cfg = a.config.empty() ? shape_config(a.shape, a.vocab) : load_config(a.config);
+  const ModelConfig cfg = bench_model_config(a.shape, a.vocab, a.config, a.write_config);
   const std::string name = a.config.empty() ? a.shape : a.config;
-  // The exact shape for scripts/bench_transformers.py --config, so both sides run the same model.
-  if (!a.write_config.empty()) {
-    std::ofstream out(a.write_config, std::ios::binary);
-    out << hf_config_json(cfg);
-    if (!out.flush()) throw Error(cat("--write-config ", a.write_config, ": cannot write"));
-  }
   const int64_t seq_tokens = a.prompt_len + a.decode_steps + 1;
   if (seq_tokens > cfg.max_position_embeddings)
     throw Error(cat("--prompt-len + --decode-steps exceed max_position_embeddings = ", cfg.max_position_embeddings));

@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/bench_config.h"
 #include "cli/commands.h"
 #include "common/error.h"
 #include "runtime/config.h"
@@ -358,14 +359,8 @@ struct BenchTrainArgs {
 void run_bench_train(const BenchTrainArgs& a) {
   std::optional<tbb::global_control> limit;
   if (a.threads > 0) limit.emplace(tbb::global_control::max_allowed_parallelism, a.threads);
-  const ModelConfig cfg = a.config.empty() ? shape_config(a.shape, a.vocab) : load_config(a.config);
+  const ModelConfig cfg = bench_model_config(a.shape, a.vocab, a.config, a.write_config);
   const std::string name = a.config.empty() ? a.shape : a.config;
-  // The exact shape for scripts/bench_train_transformers.py --config, so both sides train the same model.
-  if (!a.write_config.empty()) {
-    std::ofstream out(a.write_config, std::ios::binary);
-    out << hf_config_json(cfg);
-    if (!out.flush()) throw Error(cat("--write-config ", a.write_config, ": cannot write"));
-  }
   if (a.sample_tokens < 2 || a.sample_tokens > cfg.max_position_embeddings)
     throw Error(cat("--sample-tokens ", a.sample_tokens, ": expected 2 .. max_position_embeddings = ",
                     cfg.max_position_embeddings));

@@ -32,7 +32,7 @@ import torch
 from transformers import HrmTextConfig, HrmTextForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_train_fixture import IGNORE  # noqa: E402  (the reference's ignore label)
+from make_train_fixture import IGNORE, reference_loss  # noqa: E402
 
 FIRST_PLAIN_ID = 14  # random tokens avoid the special ids, like hrmbench bench train
 
@@ -72,27 +72,9 @@ def model_flops(cfg, tokens, loss_tokens, visible, bp_steps):
 
 
 def forward_backward(model, batch, bp_steps, device):
-    # The reference trainer's step (make_train_fixture.loss_and_grads), under bf16 autocast on CUDA.
-    cfg = model.config
-    inputs, labels, pos, mask = batch
-    m = model.model
-    H, L = cfg.H_cycles, cfg.L_cycles
-    H_bp = min(H, bp_steps - 1)
-    L_bp = bp_steps - H_bp
+    # The reference trainer's step (make_train_fixture.reference_loss), under bf16 autocast on CUDA.
     with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
-        z_H = m.embed_tokens(inputs) * m.embedding_scale
-        z_L = m.z_L_init.expand_as(z_H)
-        cos_sin = m.rotary_emb(z_H, pos)
-        for i in range(H):
-            for k in range(i * L, (i + 1) * L):
-                with torch.set_grad_enabled(k >= H * L - L_bp):
-                    z_L = m.L_module(z_L + z_H, attention_mask=mask, position_embeddings=cos_sin)
-            with torch.set_grad_enabled(i >= H - H_bp):
-                z_H = m.H_module(z_H + z_L, attention_mask=mask, position_embeddings=cos_sin)
-        logits = model.lm_head(z_H).float()
-    valid = labels != IGNORE
-    loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), labels.reshape(-1),
-                                             ignore_index=IGNORE, reduction="sum") / valid.sum()
+        loss = reference_loss(model, batch, bp_steps)
     loss.backward()
     return loss.item()
 

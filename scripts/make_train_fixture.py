@@ -97,11 +97,12 @@ def pack(samples):
     return (torch.tensor([inputs]), torch.tensor([labels]), torch.tensor([pos]), mask[None, None])
 
 
-def loss_and_grads(model, batch, bp_steps):
+def reference_loss(model, batch, bp_steps):
+    """The reference trainer's forward and loss for one packed batch (the module docstring's rules);
+    scripts/bench_train_transformers.py times the same function under bf16 autocast."""
     cfg = model.config
     inputs, labels, pos, mask = batch
     m = model.model
-    model.zero_grad()
     H, L = cfg.H_cycles, cfg.L_cycles
     H_bp = min(H, bp_steps - 1)
     L_bp = bp_steps - H_bp
@@ -116,8 +117,13 @@ def loss_and_grads(model, batch, bp_steps):
             z_H = m.H_module(z_H + z_L, attention_mask=mask, position_embeddings=cos_sin)
     logits = model.lm_head(z_H).float()
     valid = labels != IGNORE
-    loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1),
+    return torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), labels.reshape(-1),
                                              ignore_index=IGNORE, reduction="sum") / valid.sum()
+
+
+def loss_and_grads(model, batch, bp_steps):
+    model.zero_grad()
+    loss = reference_loss(model, batch, bp_steps)
     loss.backward()
     return loss.item()
 
