@@ -5,6 +5,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
 
+#include <cub/block/block_reduce.cuh>
+
 #include <cstdint>
 
 #include "runtime/cuda/kernels.h"
@@ -55,6 +57,21 @@ struct ArgMaxOp {
     return a;
   }
 };
+
+// The first maximum of x[0, n) over a block of THREADS threads: each thread scans a strided slice in
+// ascending order, cub reduces, and thread 0 publishes the result in `result` (shared memory) for all.
+template <int THREADS>
+__device__ __forceinline__ ArgMax block_argmax(const float* x, int n,
+                                               typename cub::BlockReduce<ArgMax, THREADS>::TempStorage& tmp,
+                                               ArgMax& result) {
+  ArgMax best{-INFINITY, 0};
+  for (int i = threadIdx.x; i < n; i += blockDim.x)
+    if (x[i] > best.value) best = ArgMax{x[i], i};  // strided ascending: keeps the first maximum
+  best = cub::BlockReduce<ArgMax, THREADS>(tmp).Reduce(best, ArgMaxOp());
+  if (threadIdx.x == 0) result = best;
+  __syncthreads();
+  return result;
+}
 
 __device__ __forceinline__ float to_float(bf16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ float to_float(fp8 x) { return static_cast<float>(x); }

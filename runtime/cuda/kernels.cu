@@ -108,12 +108,7 @@ __global__ void __launch_bounds__(kSampleThreads)
   __shared__ int32_t below;
   const int64_t r = blockIdx.x;
   const float* x = logits + r * vocab;
-  ArgMax best{-INFINITY, 0};
-  for (int i = threadIdx.x; i < vocab; i += blockDim.x)
-    if (x[i] > best.value) best = ArgMax{x[i], i};  // strided ascending: keeps the first maximum
-  best = Reduce(tmp.reduce).Reduce(best, ArgMaxOp());
-  if (threadIdx.x == 0) best_all = best;
-  __syncthreads();
+  block_argmax<kSampleThreads>(x, vocab, tmp.reduce, best_all);
   const float temp = temperature[r];
   if (temp < 1e-5f) {
     if (threadIdx.x == 0) out[r] = best_all.index;

@@ -210,6 +210,22 @@ __device__ __forceinline__ void probs_and_dscores(float* ss, const float* sdp, b
   }
 }
 
+// For one (query tile, key tile) pair, what both backward passes recompute: S = Q K^T and
+// dP = dO V^T on tensor cores, then P and dS (probs_and_dscores). Synchronizes before and after.
+template <int HD>
+__device__ __forceinline__ void recompute_p_and_ds(const bf16* sq, const bf16* sk, const bf16* sdo, const bf16* sv,
+                                                   float* ss, float* sdp, bf16* sds, bf16* sp, const float* slse,
+                                                   const float* sdelta, int q0, int k0, const TrainSeq& seq,
+                                                   float scale_log2) {
+  using St = Strides<HD>;
+  __syncthreads();
+  smem_mma<kT, kT, HD, wmma::row_major, wmma::col_major>(sq, St::B, sk, St::B, ss, St::S, false);    // Q K^T
+  smem_mma<kT, kT, HD, wmma::row_major, wmma::col_major>(sdo, St::B, sv, St::B, sdp, St::S, false);  // dO V^T
+  __syncthreads();
+  probs_and_dscores<HD>(ss, sdp, sds, slse, sdelta, q0, k0, seq, scale_log2, sp);
+  __syncthreads();
+}
+
 // Per-row lse2 and delta of a query tile into shared memory (0 past the sequence's end).
 __device__ __forceinline__ void load_row_stats(const float* lse, const float* delta, int rows, int h, int seq_start,
                                                int q0, int len, float* slse, float* sdelta) {
@@ -262,12 +278,7 @@ __global__ void __launch_bounds__(kThreads)
     load_tile<HD, St::B>(gqkv, ld, A + h * HD, seq.start, q0, seq.len, sq);
     load_tile<HD, St::B>(dout, A, h * HD, seq.start, q0, seq.len, sdo);
     load_row_stats(lse, delta, rows, h, seq.start, q0, seq.len, slse, sdelta);
-    __syncthreads();
-    smem_mma<kT, kT, HD, wmma::row_major, wmma::col_major>(sq, St::B, sk, St::B, ss, St::S, false);    // Q K^T
-    smem_mma<kT, kT, HD, wmma::row_major, wmma::col_major>(sdo, St::B, sv, St::B, sdp, St::S, false);  // dO V^T
-    __syncthreads();
-    probs_and_dscores<HD>(ss, sdp, sds, slse, sdelta, q0, k0, seq, scale_log2, sp);
-    __syncthreads();
+    recompute_p_and_ds<HD>(sq, sk, sdo, sv, ss, sdp, sds, sp, slse, sdelta, q0, k0, seq, scale_log2);
     smem_mma<kT, HD, kT, wmma::col_major, wmma::row_major>(sp, St::P, sdo, St::B, sdv, St::O, true);   // P^T dO
     smem_mma<kT, HD, kT, wmma::col_major, wmma::row_major>(sds, St::P, sq, St::B, sdk, St::O, true);   // dS^T Q
     __syncthreads();
@@ -320,12 +331,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int k0 = 0; k0 < kend; k0 += kT) {
     load_tile<HD, St::B>(gqkv, ld, 2 * A + h * HD, seq.start, k0, seq.len, sk);
     load_tile<HD, St::B>(gqkv, ld, 3 * A + h * HD, seq.start, k0, seq.len, sv);
-    __syncthreads();
-    smem_mma<kT, kT, HD, wmma::row_major, wmma::col_major>(sq, St::B, sk, St::B, ss, St::S, false);    // Q K^T
-    smem_mma<kT, kT, HD, wmma::row_major, wmma::col_major>(sdo, St::B, sv, St::B, sdp, St::S, false);  // dO V^T
-    __syncthreads();
-    probs_and_dscores<HD>(ss, sdp, sds, slse, sdelta, q0, k0, seq, scale_log2, nullptr);
-    __syncthreads();
+    recompute_p_and_ds<HD>(sq, sk, sdo, sv, ss, sdp, sds, nullptr, slse, sdelta, q0, k0, seq, scale_log2);
     smem_mma<kT, HD, kT, wmma::row_major, wmma::row_major>(sds, St::P, sk, St::B, sdq, St::O, true);   // dS K
     __syncthreads();
   }

@@ -131,12 +131,7 @@ __global__ void __launch_bounds__(kLossThreads)
   __shared__ float lse_all;
   const int64_t r = blockIdx.x;
   const float* z = logits + r * vocab;
-  ArgMax best{-INFINITY, 0};
-  for (int i = threadIdx.x; i < vocab; i += blockDim.x)
-    if (z[i] > best.value) best = ArgMax{z[i], i};  // strided ascending: keeps the first maximum
-  best = Reduce(tmp.reduce).Reduce(best, ArgMaxOp());
-  if (threadIdx.x == 0) best_all = best;
-  __syncthreads();
+  block_argmax<kLossThreads>(z, vocab, tmp.reduce, best_all);
   const float mx = best_all.value;
   float part = 0.f;
   for (int i = threadIdx.x; i < vocab; i += blockDim.x) part += expf(z[i] - mx);
