@@ -250,6 +250,23 @@ struct PackedQkv {
   std::vector<TrainSeq> seqs;
   std::vector<float> gqkv;  // [rows, 4A], bf16-exact
   int A() const { return heads * hd; }
+  std::vector<float> part(int which) const { return part_of(gqkv, rows, A(), which); }  // 1: q, 2: k, 3: v
+};
+
+// A PackedQkv on the GPU, with its tile plan, and the training attention forward on it (outputs
+// poisoned first).
+struct DevicePacked {
+  explicit DevicePacked(const PackedQkv& p)
+      : p(p), tiles(train_tiles(p.seqs)), gqkv(upload(to_bf16(p.gqkv))), seqs(upload(p.seqs)), dtiles(upload(tiles)),
+        out(poisoned(static_cast<size_t>(p.rows) * p.A() * sizeof(bf16))),
+        lse(poisoned(static_cast<size_t>(p.heads) * p.rows * sizeof(float))) {}
+  void forward() const {
+    train_attention_forward(gqkv.as<bf16>(), p.rows, seqs.as<TrainSeq>(), dtiles.as<TrainTile>(),
+                            static_cast<int>(tiles.size()), p.heads, p.hd, out.as<bf16>(), lse.as<float>(), nullptr);
+  }
+  const PackedQkv& p;
+  std::vector<TrainTile> tiles;
+  DeviceBuffer gqkv, seqs, dtiles, out, lse;
 };
 
 PackedQkv packed_qkv(std::mt19937& rng, int heads, int hd, std::vector<std::pair<int, int>> len_prefix) {
@@ -288,8 +305,7 @@ TEST_F(CudaTrainOps, AttentionForwardMatchesCpu) {
     for (const auto& lp : attention_batches()) {
       const PackedQkv p = packed_qkv(rng, 2, hd, lp);
       const int A = p.A();
-      const std::vector<float> q = part_of(p.gqkv, p.rows, A, 1), k = part_of(p.gqkv, p.rows, A, 2),
-                               v = part_of(p.gqkv, p.rows, A, 3);
+      const std::vector<float> q = p.part(1), k = p.part(2), v = p.part(3);
       std::vector<float> want(static_cast<size_t>(p.rows) * A);
       cpu::prefix_attention(q.data(), k.data(), v.data(), p.spans, p.heads, hd, want.data());
       // lse2 on the host, in double.
@@ -311,14 +327,11 @@ TEST_F(CudaTrainOps, AttentionForwardMatchesCpu) {
             for (double x : sc) sum += std::exp2(x - mx);
             want_lse[h * p.rows + s.start + i] = static_cast<float>(mx + std::log2(sum));
           }
-      const std::vector<TrainTile> tiles = train_tiles(p.seqs);
-      const DeviceBuffer dg = upload(to_bf16(p.gqkv)), dseqs = upload(p.seqs), dtiles = upload(tiles);
-      const DeviceBuffer out = poisoned(want.size() * 2), lse = poisoned(want_lse.size() * 4);
-      train_attention_forward(dg.as<bf16>(), p.rows, dseqs.as<TrainSeq>(), dtiles.as<TrainTile>(),
-                              static_cast<int>(tiles.size()), p.heads, hd, out.as<bf16>(), lse.as<float>(), nullptr);
+      const DevicePacked d(p);
+      d.forward();
       const std::string what = cat("train attention forward hd=", hd, " rows=", p.rows);
-      expect_close(to_float(download<bf16>(out, want.size())), want, kTolAttn, what);
-      const std::vector<float> got_lse = download<float>(lse, want_lse.size());
+      expect_close(to_float(download<bf16>(d.out, want.size())), want, kTolAttn, what);
+      const std::vector<float> got_lse = download<float>(d.lse, want_lse.size());
       double worst = 0;
       for (size_t i = 0; i < got_lse.size(); ++i) worst = std::max(worst, std::abs(double{got_lse[i]} - want_lse[i]));
       std::printf("  %-64s lse worst abs err %.2e\n", what.c_str(), worst);
@@ -334,25 +347,21 @@ TEST_F(CudaTrainOps, AttentionBackwardMatchesCpu) {
       const PackedQkv p = packed_qkv(rng, 2, hd, lp);
       const int A = p.A();
       const size_t n = static_cast<size_t>(p.rows) * A;
-      const std::vector<TrainTile> tiles = train_tiles(p.seqs);
-      const DeviceBuffer dg = upload(to_bf16(p.gqkv)), dseqs = upload(p.seqs), dtiles = upload(tiles);
-      const DeviceBuffer out = poisoned(n * 2), lse = poisoned(size_t{2} * p.rows * 4);
-      train_attention_forward(dg.as<bf16>(), p.rows, dseqs.as<TrainSeq>(), dtiles.as<TrainTile>(),
-                              static_cast<int>(tiles.size()), p.heads, hd, out.as<bf16>(), lse.as<float>(), nullptr);
-      const std::vector<float> o = to_float(download<bf16>(out, n));
+      const DevicePacked d(p);
+      d.forward();
+      const std::vector<float> o = to_float(download<bf16>(d.out, n));
       const std::vector<float> dout = bf16_normal(rng, n);
       std::vector<float> delta(static_cast<size_t>(p.heads) * p.rows, 0.f);
       for (int r = 0; r < p.rows; ++r)
         for (int c = 0; c < A; ++c) delta[(c / hd) * p.rows + r] += dout[r * A + c] * o[r * A + c];
       const DeviceBuffer ddo = upload(to_bf16(dout)), ddelta = upload(delta);
       const DeviceBuffer dgqkv = poisoned(p.gqkv.size() * 2);
-      train_attention_backward(dg.as<bf16>(), ddo.as<bf16>(), lse.as<float>(), ddelta.as<float>(), p.rows,
-                               dseqs.as<TrainSeq>(), dtiles.as<TrainTile>(), static_cast<int>(tiles.size()), p.heads,
-                               hd, dgqkv.as<bf16>(), nullptr);
+      train_attention_backward(d.gqkv.as<bf16>(), ddo.as<bf16>(), d.lse.as<float>(), ddelta.as<float>(), p.rows,
+                               d.seqs.as<TrainSeq>(), d.dtiles.as<TrainTile>(), static_cast<int>(d.tiles.size()),
+                               p.heads, hd, dgqkv.as<bf16>(), nullptr);
       const std::vector<float> got = to_float(download<bf16>(dgqkv, p.gqkv.size()));
 
-      const std::vector<float> q = part_of(p.gqkv, p.rows, A, 1), k = part_of(p.gqkv, p.rows, A, 2),
-                               v = part_of(p.gqkv, p.rows, A, 3);
+      const std::vector<float> q = p.part(1), k = p.part(2), v = p.part(3);
       std::vector<float> dq(n), dk(n), dv(n);
       cpu::prefix_attention_backward(q.data(), k.data(), v.data(), o.data(), dout.data(), p.spans, p.heads, hd,
                                      dq.data(), dk.data(), dv.data());
