@@ -243,20 +243,36 @@ std::vector<NamedTensor> trainable_tensors(ModelWeights& w) {
   return out;
 }
 
-LossResult cpu_forward_backward(const ModelConfig& cfg, const ModelWeights& w, const PackedBatch& batch,
-                                int64_t bp_steps, ModelWeights* grads, int64_t grad_tokens) {
-  const int64_t T = batch.size(), D = cfg.hidden_size, V = cfg.vocab_size;
+std::vector<int64_t> checked_loss_rows(const ModelConfig& cfg, const PackedBatch& batch, int64_t grad_tokens) {
+  const int64_t T = batch.size(), V = cfg.vocab_size;
   HRM_CHECK(T > 0, "empty training batch");
   HRM_CHECK(static_cast<int64_t>(batch.labels.size()) == T && static_cast<int64_t>(batch.positions.size()) == T,
             "packed batch arrays disagree in length");
+  std::vector<int64_t> rows;
+  for (int64_t r = 0; r < T; ++r) {
+    if (batch.positions[r] >= cfg.max_position_embeddings)
+      throw Error(cat("training sample position ", batch.positions[r], " exceeds max_position_embeddings = ",
+                      cfg.max_position_embeddings));
+    if (batch.tokens[r] < 0 || batch.tokens[r] >= V)
+      throw Error(cat("training token id ", batch.tokens[r], " out of range [0, ", V, ")"));
+    const int32_t label = batch.labels[r];
+    if (label == kIgnoreLabel) continue;
+    if (label < 0 || label >= V) throw Error(cat("training label ", label, " out of range [0, ", V, ")"));
+    rows.push_back(r);
+  }
+  const int64_t N = static_cast<int64_t>(rows.size());
+  HRM_CHECK(grad_tokens == 0 || grad_tokens >= N, "gradient normaliser ", grad_tokens, " below the batch's ", N,
+            " loss tokens");
+  return rows;
+}
+
+LossResult cpu_forward_backward(const ModelConfig& cfg, const ModelWeights& w, const PackedBatch& batch,
+                                int64_t bp_steps, ModelWeights* grads, int64_t grad_tokens) {
+  const std::vector<int64_t> rows = checked_loss_rows(cfg, batch, grad_tokens);
+  const int64_t T = batch.size(), D = cfg.hidden_size, V = cfg.vocab_size;
   Ctx c{T, D, cfg.attn_dim(), cfg.intermediate_size, cfg.num_attention_heads, cfg.head_dim,
         static_cast<float>(cfg.rms_norm_eps), batch.positions, {}, batch.seqs, {}};
-  for (int64_t p : batch.positions) {
-    if (p >= cfg.max_position_embeddings)
-      throw Error(cat("training sample position ", p, " exceeds max_position_embeddings = ",
-                      cfg.max_position_embeddings));
-    c.neg_positions.push_back(-p);
-  }
+  for (int64_t p : batch.positions) c.neg_positions.push_back(-p);
   // inv_freq[i] = 1 / theta^(2i/d) in fp32, exactly as Model's constructor computes it.
   const float theta = static_cast<float>(cfg.rope_theta);
   for (int64_t i = 0; i < cfg.head_dim / 2; ++i)
@@ -268,7 +284,6 @@ LossResult cpu_forward_backward(const ModelConfig& cfg, const ModelWeights& w, c
   std::vector<float> zH(T * D), zL(T * D), x(T * D);
   for (int64_t r = 0; r < T; ++r) {
     const TokenId tok = batch.tokens[r];
-    if (tok < 0 || tok >= V) throw Error(cat("training token id ", tok, " out of range [0, ", V, ")"));
     for (int64_t d = 0; d < D; ++d) zH[r * D + d] = w.embed[tok * D + d] * scale;
     std::copy(w.z_L_init.begin(), w.z_L_init.end(), zL.begin() + r * D);
   }
@@ -296,9 +311,6 @@ LossResult cpu_forward_backward(const ModelConfig& cfg, const ModelWeights& w, c
   }
 
   // Logits only for rows with a label; cross-entropy in fp32, summed in double.
-  std::vector<int64_t> rows;
-  for (int64_t r = 0; r < T; ++r)
-    if (batch.labels[r] != kIgnoreLabel) rows.push_back(r);
   const int64_t N = static_cast<int64_t>(rows.size());
   LossResult res;
   res.loss_tokens = N;
@@ -308,14 +320,11 @@ LossResult cpu_forward_backward(const ModelConfig& cfg, const ModelWeights& w, c
   cpu::matmul_nt(h_rows.data(), N, D, w.lm_head.data(), V, logits.data());
   std::vector<double> token_loss(N);
   std::vector<char> token_correct(N);
-  HRM_CHECK(grad_tokens == 0 || grad_tokens >= N, "gradient normaliser ", grad_tokens, " below the batch's ", N,
-            " loss tokens");
   const float inv_n = 1.0f / static_cast<float>(grad_tokens > 0 ? grad_tokens : N);
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, N, 8), [&](const auto& range) {
     for (int64_t n = range.begin(); n < range.end(); ++n) {
       float* z = logits.data() + n * V;
       const int32_t label = batch.labels[rows[n]];
-      if (label < 0 || label >= V) continue;  // reported below, outside the parallel region
       const float mx = *std::max_element(z, z + V);
       float sum = 0.f;
       for (int64_t j = 0; j < V; ++j) sum += std::exp(z[j] - mx);
@@ -329,8 +338,6 @@ LossResult cpu_forward_backward(const ModelConfig& cfg, const ModelWeights& w, c
   });
   double total = 0;
   for (int64_t n = 0; n < N; ++n) {
-    const int32_t label = batch.labels[rows[n]];
-    if (label < 0 || label >= V) throw Error(cat("training label ", label, " out of range [0, ", V, ")"));
     total += token_loss[n];
     res.correct += token_correct[n];
   }

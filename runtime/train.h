@@ -105,6 +105,12 @@ struct NamedTensor {
 };
 std::vector<NamedTensor> trainable_tensors(ModelWeights& w);
 
+// Checks a packed batch against the model before any backend computes on it: non-empty, arrays of one
+// length, positions below max_position_embeddings, token ids and labels in the vocabulary, and
+// grad_tokens (when non-zero) no smaller than the batch's loss tokens. Returns the rows that carry a
+// label, in order. Throws hrm::Error saying which value is wrong.
+std::vector<int64_t> checked_loss_rows(const ModelConfig& cfg, const PackedBatch& batch, int64_t grad_tokens);
+
 // Loss and, when `grads` is non-null, gradients ADDED into `grads` (zero them first) for one
 // packed batch on the CPU reference backend, with truncated backprop of `bp_steps` (≥ 1).
 // The gradient is that of the summed cross-entropy divided by `grad_tokens`: 0 means this batch's

@@ -493,29 +493,12 @@ void CudaTrainBackend::zero_grads() {
 
 LossResult CudaTrainBackend::run(const ModelConfig& cfg, const PackedBatch& batch, int64_t bp_steps, bool want_grad,
                                  int64_t grad_tokens, bool zero) {
-  // The CPU backend's checks, in its words, before anything is launched.
+  // The checks every backend makes, before anything is launched.
+  const std::vector<int64_t> rows = checked_loss_rows(cfg, batch, grad_tokens);
   const int64_t T = batch.size(), V = cfg.vocab_size;
-  HRM_CHECK(T > 0, "empty training batch");
-  HRM_CHECK(static_cast<int64_t>(batch.labels.size()) == T && static_cast<int64_t>(batch.positions.size()) == T,
-            "packed batch arrays disagree in length");
   HRM_CHECK(T < (int64_t{1} << 31) / 4, "CUDA training: ", T, " rows in one batch are too many");
-  for (int64_t r = 0; r < T; ++r) {
-    if (batch.positions[r] >= cfg.max_position_embeddings)
-      throw Error(cat("training sample position ", batch.positions[r], " exceeds max_position_embeddings = ",
-                      cfg.max_position_embeddings));
-    if (batch.tokens[r] < 0 || batch.tokens[r] >= V)
-      throw Error(cat("training token id ", batch.tokens[r], " out of range [0, ", V, ")"));
-  }
-  std::vector<int32_t> loss_rows;
-  for (int64_t r = 0; r < T; ++r) {
-    const int32_t label = batch.labels[r];
-    if (label == kIgnoreLabel) continue;
-    if (label < 0 || label >= V) throw Error(cat("training label ", label, " out of range [0, ", V, ")"));
-    loss_rows.push_back(static_cast<int32_t>(r));
-  }
+  const std::vector<int32_t> loss_rows(rows.begin(), rows.end());
   const int64_t N = static_cast<int64_t>(loss_rows.size());
-  HRM_CHECK(grad_tokens == 0 || grad_tokens >= N, "gradient normaliser ", grad_tokens, " below the batch's ", N,
-            " loss tokens");
   LossResult res;
   res.loss_tokens = N;
   if (N == 0) return res;

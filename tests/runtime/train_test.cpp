@@ -416,5 +416,37 @@ TEST(TrainFlops, CountsEveryOpOfTheStep) {
   EXPECT_EQ(keys, (3 + 3 + 3 + 4) + (1 + 2 + 3 + 4)) << "the hand count of visible keys";
 }
 
+// The batch checks every training backend makes (checked_loss_rows): each bad value named.
+TEST(TrainBatchChecks, NameWhatIsWrongAndReturnTheLossRows) {
+  ModelConfig cfg;
+  cfg.vocab_size = 50, cfg.max_position_embeddings = 8;
+  PackedBatch b;
+  const std::vector<TokenId> inst{1, 2, 3}, resp{4, 5};
+  b.add_sample(inst, resp);
+  EXPECT_EQ(checked_loss_rows(cfg, b, 0), (std::vector<int64_t>{2, 3}));
+  const auto expect_error = [&](PackedBatch bad, int64_t grad_tokens, const std::string& needle) {
+    try {
+      checked_loss_rows(cfg, bad, grad_tokens);
+      ADD_FAILURE() << "accepted; expected an error containing " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error(PackedBatch{}, 0, "empty training batch");
+  PackedBatch t = b;
+  t.tokens[1] = 50;
+  expect_error(t, 0, "token id 50 out of range");
+  PackedBatch l = b;
+  l.labels[3] = 77;
+  expect_error(l, 0, "label 77 out of range");
+  PackedBatch p = b;
+  p.positions[0] = 8;
+  expect_error(p, 0, "position 8 exceeds max_position_embeddings = 8");
+  PackedBatch n = b;
+  n.labels.pop_back();
+  expect_error(n, 0, "disagree in length");
+  expect_error(b, 1, "gradient normaliser 1 below the batch's 2 loss tokens");
+}
+
 }  // namespace
 }  // namespace hrm
