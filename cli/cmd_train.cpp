@@ -45,6 +45,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The gradient backend named by --backend: the fp32 CPU reference, or CUDA (bf16 compute; by default
+// the fp32 master weights and optimizer state on the GPU too).
+std::unique_ptr<TrainBackend> make_train_backend(const std::string& name, const CudaTrainOptions& cuda) {
+  if (name == "cpu") return make_cpu_train_backend();
+  if (name == "cuda") return make_cuda_train_backend(cuda);
+  throw Error(cat("--backend ", name, ": expected cpu or cuda"));
+}
+
 struct TrainArgs {
   std::string data, out, shape = "tiny", config, tokenizer, bp_warmup = "step", packing = "multipack";
   std::string backend = "cpu";
@@ -144,14 +152,10 @@ void run_train(const TrainArgs& a, Communicator& comm) {
   o.drop_last = a.drop_last;
   o.accumulate = a.accumulate;
 
-  // The gradient backend: the fp32 CPU reference, or one GPU per process (bf16 compute, fp32 master
-  // weights and optimizer on the host; runtime/cuda/cuda_train.cpp).
-  auto make_backend = [&]() -> std::unique_ptr<TrainBackend> {
-    if (a.backend == "cpu") return make_cpu_train_backend();
-    if (a.backend == "cuda")
-      return make_cuda_train_backend(
-          {.device = a.device >= 0 ? a.device : comm.local_rank(), .hold_state = !a.host_optimizer});
-    throw Error(cat("--backend ", a.backend, ": expected cpu or cuda"));
+  // One GPU per process: by default the rank's index on its machine.
+  auto make_backend = [&] {
+    return make_train_backend(a.backend, {.device = a.device >= 0 ? a.device : comm.local_rank(),
+                                          .hold_state = !a.host_optimizer});
   };
   std::unique_ptr<Trainer> t;
   if (a.resume) {
@@ -372,10 +376,8 @@ void run_bench_train(const BenchTrainArgs& a) {
   ModelWeights w = init_weights(cfg, a.seed);
   ModelWeights grads = zeros_like(w);
   AdamAtan2 opt(AdamAtan2Config{}, w);
-  std::unique_ptr<TrainBackend> backend;
-  if (a.backend == "cpu") backend = make_cpu_train_backend();
-  else if (a.backend == "cuda") backend = make_cuda_train_backend({.device = a.device, .hold_state = !a.host_optimizer});
-  else throw Error(cat("--backend ", a.backend, ": expected cpu or cuda"));
+  const std::unique_ptr<TrainBackend> backend =
+      make_train_backend(a.backend, {.device = a.device, .hold_state = !a.host_optimizer});
   std::fprintf(stderr, "bench train: %s, %.3f B parameters, %s backend, set up in %.1f s\n", name.c_str(),
                static_cast<double>(cfg.parameter_count()) / 1e9, backend->name().c_str(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
