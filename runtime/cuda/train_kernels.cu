@@ -180,13 +180,6 @@ __global__ void adam_atan2_kernel(float* p, const float* g, float* m, float* v, 
 
 }  // namespace
 
-std::vector<TrainTile> train_tiles(std::span<const TrainSeq> seqs) {
-  std::vector<TrainTile> tiles;
-  for (size_t s = 0; s < seqs.size(); ++s)
-    for (int32_t r = 0; r < seqs[s].len; r += kTrainTileRows) tiles.push_back({static_cast<int32_t>(s), r});
-  return tiles;
-}
-
 void add(const float* a, const float* b, int64_t n, float* y, cudaStream_t stream) {
   if (n == 0) return;
   add_kernel<<<grid_for(n), 256, 0, stream>>>(a, b, n, y);
