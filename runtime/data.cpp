@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <sstream>
 
 #include "common/error.h"
@@ -326,12 +328,14 @@ int64_t TrainCorpus::max_token_id() const {
   return mx;
 }
 
-void add_text_sample(TrainCorpus& corpus, const Tokenizer& tok, const PromptFormat& fmt,
+bool add_text_sample(TrainCorpus& corpus, const Tokenizer& tok, const PromptFormat& fmt,
                      std::string_view instruction, std::string_view response, std::string_view condition) {
-  const std::vector<TokenId> inst = format_prompt(tok, fmt, instruction, condition);
   std::vector<TokenId> resp = tok.encode(response);
+  if (resp.empty()) return false;  // as the reference's prepare_sft_data.py: nothing to learn from
+  const std::vector<TokenId> inst = format_prompt(tok, fmt, instruction, condition);
   resp.push_back(stop_token(tok, fmt));  // the response ends with <|box_end|>, where generation stops
   corpus.add(inst, resp);
+  return true;
 }
 
 TrainCorpus load_jsonl_corpus(const fs::path& path, const Tokenizer& tok, const PromptFormat& fmt) {
@@ -340,7 +344,7 @@ TrainCorpus load_jsonl_corpus(const fs::path& path, const Tokenizer& tok, const 
   stop_token(tok, fmt);  // fail early, naming the missing token
   TrainCorpus corpus;
   std::string line;
-  int64_t line_no = 0;
+  int64_t line_no = 0, empty_responses = 0;
   while (std::getline(in, line)) {
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -348,18 +352,28 @@ TrainCorpus load_jsonl_corpus(const fs::path& path, const Tokenizer& tok, const 
     doc.Parse(line.c_str(), line.size());
     if (doc.HasParseError() || !doc.IsObject())
       throw Error(cat(path.string(), ":", line_no, ": not a JSON object"));
-    auto text = [&](const char* key, bool required) -> std::string {
+    // A missing (or null) field gives `fallback`; nullopt makes it required.
+    auto text = [&](const char* key, std::optional<std::string_view> fallback) -> std::string {
       const auto it = doc.FindMember(key);
       if (it == doc.MemberEnd() || it->value.IsNull()) {
-        if (required) throw Error(cat(path.string(), ":", line_no, ": missing string field \"", key, "\""));
-        return "";
+        if (!fallback) throw Error(cat(path.string(), ":", line_no, ": missing string field \"", key, "\""));
+        return std::string(*fallback);
       }
       if (!it->value.IsString())
         throw Error(cat(path.string(), ":", line_no, ": field \"", key, "\" must be a string"));
       return std::string(it->value.GetString(), it->value.GetStringLength());
     };
-    add_text_sample(corpus, tok, fmt, text("instruction", true), text("response", true), text("condition", false));
+    const std::string instruction = text("instruction", std::nullopt), response = text("response", std::nullopt);
+    const std::string condition = text("condition", "direct");  // the reference's default
+    try {
+      if (!add_text_sample(corpus, tok, fmt, instruction, response, condition)) ++empty_responses;
+    } catch (const Error& e) {
+      throw Error(cat(path.string(), ":", line_no, ": ", e.what()));  // e.g. an unknown condition tag
+    }
   }
+  if (empty_responses > 0)
+    std::fprintf(stderr, "%s: left out %lld samples whose response is empty (as the reference does)\n",
+                 path.string().c_str(), static_cast<long long>(empty_responses));
   if (corpus.size() == 0) throw Error(cat(path.string(), ": no training samples"));
   return corpus;
 }

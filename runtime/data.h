@@ -82,11 +82,14 @@ class TrainCorpus {
 };
 
 // Tokenizes one sample the way the JSONL loader does (prompt format for the instruction, response text
-// + the stop token) and appends it.
-void add_text_sample(TrainCorpus& corpus, const Tokenizer& tok, const PromptFormat& fmt,
+// + the stop token) and appends it. Returns false, adding nothing, when the response tokenizes to no
+// tokens (the reference's data preparation drops those samples too).
+bool add_text_sample(TrainCorpus& corpus, const Tokenizer& tok, const PromptFormat& fmt,
                      std::string_view instruction, std::string_view response, std::string_view condition);
 
-// One JSONL line: "instruction" and "response" strings required, "condition" optional ("" = none).
+// One JSONL line: "instruction" and "response" strings required; "condition" a comma-separated tag list,
+// "direct" when absent (as the reference's prepare_sft_data.py), "" for no tag. Empty responses are
+// left out (counted on stderr); errors name the file and line.
 TrainCorpus load_jsonl_corpus(const std::filesystem::path& path, const Tokenizer& tok, const PromptFormat& fmt);
 // A tokenized directory, or a directory of them (sub-directories in name order), or a prepared
 // directory (tokens.npy + epoch_N/ index arrays, given on its own), memory-mapped. Checks the headers,

@@ -88,13 +88,20 @@ TEST(DataJsonl, UsesPromptFormatAndStopToken) {
   {
     std::ofstream out(d / "train.jsonl");
     out << R"({"instruction": "What is 2+3?", "response": "2+3=5. \\boxed{5}", "condition": "synth,cot"})" << "\n\n";
+    out << R"({"instruction": "Say nothing.", "response": "", "condition": "direct"})" << "\n";
     out << R"({"instruction": "Name a colour.", "response": "Blue"})" << "\n";
+    out << R"({"instruction": "Untagged.", "response": "Yes", "condition": ""})" << "\n";
   }
   const PromptFormat fmt;
   const TrainCorpus c = load_jsonl_corpus(d / "train.jsonl", tok, fmt);
-  ASSERT_EQ(c.size(), 2);
+  ASSERT_EQ(c.size(), 3);  // the empty response is left out, as the reference's preparation does
   const auto inst0 = c.instruction(0);
   EXPECT_EQ(std::vector<TokenId>(inst0.begin(), inst0.end()), format_prompt(tok, fmt, "What is 2+3?", "synth,cot"));
+  // No "condition" field: "direct", the reference's default; "" asks for no tag at all.
+  EXPECT_EQ(c.instruction(1)[1], *tok.token_to_id(fmt.conditions.at("direct")));
+  EXPECT_EQ(c.instruction(1).size(), format_prompt(tok, fmt, "Name a colour.", "direct").size());
+  const auto inst2 = c.instruction(2);
+  EXPECT_EQ(std::vector<TokenId>(inst2.begin(), inst2.end()), format_prompt(tok, fmt, "Untagged.", ""));
   std::vector<TokenId> want = tok.encode("Blue");
   want.push_back(stop_token(tok, fmt));
   const auto resp1 = c.response(1);
@@ -102,14 +109,19 @@ TEST(DataJsonl, UsesPromptFormatAndStopToken) {
   EXPECT_EQ(c.instruction(1).front(), *tok.token_to_id("<|im_start|>"));
   EXPECT_EQ(c.instruction(1).back(), *tok.token_to_id("<|im_end|>"));
 
-  std::ofstream(d / "bad.jsonl") << R"({"instruction": "x"})" << "\n";
-  try {
-    load_jsonl_corpus(d / "bad.jsonl", tok, fmt);
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("bad.jsonl:1: missing string field \"response\""), std::string::npos)
-        << e.what();
-  }
+  const auto expect_error = [&](const std::string& lines, const std::string& want) {
+    std::ofstream(d / "bad.jsonl") << lines;
+    try {
+      load_jsonl_corpus(d / "bad.jsonl", tok, fmt);
+      ADD_FAILURE() << "expected an error containing: " << want;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+  };
+  expect_error(R"({"instruction": "x"})" "\n", "bad.jsonl:1: missing string field \"response\"");
+  expect_error(R"({"instruction": "x", "response": "y"})" "\n" R"({"instruction": "x", "response": "y", "condition": "cto"})" "\n",
+               "bad.jsonl:2: unknown condition 'cto'");
+  expect_error(R"({"instruction": "x", "response": ""})" "\n", "bad.jsonl: no training samples");
   fs::remove_all(d);
 }
 
