@@ -88,13 +88,16 @@ void adam_atan2(float* p, const float* g, float* m, float* v, float* ema, int64_
 
 // PrefixLM attention of a packed batch WITHOUT the output gate (cpu::prefix_attention), flash-style on
 // tensor cores: q, k, v are the q/k/v parts of rows of [gate | q | k | v] (after RoPE); query i of a
-// sequence sees key j iff j < prefix or j <= i. Writes out [rows, A] (bf16) and, per (head, row),
-// lse[h * rows + r] = log2-sum-exp of the row's scores times log2(e) / sqrt(head_dim) (for the backward).
+// sequence sees key j iff j < prefix or j <= i. Only the rows of `tiles` are written: out [rows, A]
+// (bf16) and, per (head, row), lse[h * rows + r] = log2(sum_j exp2(s2_j)) over the keys the row sees,
+// with s2_j = q.k_j * log2(e) / sqrt(head_dim) (the natural log-sum-exp of the scores, times log2(e)).
 void train_attention_forward(const bf16* gqkv, int rows, const TrainSeq* seqs, const TrainTile* tiles, int num_tiles,
                              int heads, int head_dim, bf16* out, float* lse, cudaStream_t stream);
-// Its adjoint (cpu::prefix_attention_backward) from dout (bf16 [rows, A]), the saved lse and delta of
-// gate_backward: writes dq, dk, dv (bf16) into the q/k/v parts of dgqkv. Two passes, no atomics: one
-// over key tiles (dk, dv), one over query tiles (dq); deterministic.
+// Its adjoint (cpu::prefix_attention_backward) from dout (bf16 [rows, A]), the forward's lse and
+// delta of gate_backward, which it uses as given (P = exp2(s2 - lse), dS = P * (dout.v - delta)):
+// writes dq = dS k / sqrt(head_dim), dk = dS^T q / sqrt(head_dim), dv = P^T dout (bf16) into the
+// q/k/v parts of the rows of `tiles` in dgqkv; the gate columns are left as they are. Two passes, no
+// atomics: one over key tiles (dk, dv), one over query tiles (dq); deterministic.
 void train_attention_backward(const bf16* gqkv, const bf16* dout, const float* lse, const float* delta, int rows,
                               const TrainSeq* seqs, const TrainTile* tiles, int num_tiles, int heads, int head_dim,
                               bf16* dgqkv, cudaStream_t stream);
