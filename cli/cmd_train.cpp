@@ -58,7 +58,8 @@ struct TrainArgs {
   std::string backend = "cpu";
   int device = -1;  // -1: the rank's local index (one GPU per process)
   bool host_optimizer = false;
-  int64_t steps = 100, batch_tokens = 4096, warmup = kDefaultWarmupSteps, checkpoint_every = 0, log_every = 1;
+  int64_t steps = 100, batch_tokens = 4096, warmup = kDefaultWarmupSteps, checkpoint_every = 0, export_every = 0,
+          log_every = 1;
   int64_t bp_min = 2, bp_max = 5, epochs = 0, accumulate = 1;
   double lr = kDefaultLr, lr_min_ratio = 1.0, weight_decay = kDefaultWeightDecay, beta1 = kDefaultBeta1,
          beta2 = kDefaultBeta2, ema = kDefaultEmaDecay, bp_warmup_ratio = 0.2;
@@ -211,6 +212,19 @@ void run_train(const TrainArgs& a, Communicator& comm) {
     if (!log) throw Error(cat((out / "loss.jsonl").string(), ": cannot write"));
   }
   const int64_t total = t->options().steps;
+  // EMA weights every --export-every steps, each a checkpoint `hrmbench run` and transformers load.
+  // Written under a temporary name and renamed, so exports/step_N/ is whole whenever it exists (an
+  // evaluation may watch the directory while training goes on).
+  const auto export_snapshot = [&](int64_t step) {
+    const fs::path dir = out / "exports" / cat("step_", step), tmp = out / "exports" / cat(".step_", step, ".partial");
+    if (root) fs::remove_all(tmp);
+    t->export_hf(tmp);
+    if (!root) return;
+    if (!a.tokenizer.empty()) fs::copy_file(a.tokenizer, tmp / "tokenizer.json", fs::copy_options::overwrite_existing);
+    fs::remove_all(dir);
+    fs::rename(tmp, dir);
+  };
+  if (a.export_every < 0) throw Error(cat("--export-every must be 0 (off) or a step count, got ", a.export_every));
   double elapsed = 0;
   int64_t done_tokens = 0, done_steps = 0;
   while (t->step_count() < total) {
@@ -238,9 +252,11 @@ void run_train(const TrainArgs& a, Communicator& comm) {
            static_cast<long long>(s.bp_steps), tps, duration(eta).c_str());
     }
     if (a.checkpoint_every > 0 && s.step % a.checkpoint_every == 0 && s.step < total) t->save_checkpoint(ckpt_dir);
+    if (a.export_every > 0 && s.step % a.export_every == 0 && s.step < total) export_snapshot(s.step);
   }
   t->save_checkpoint(ckpt_dir);
   t->export_hf(hf_dir);
+  if (a.export_every > 0) export_snapshot(t->step_count());  // the last step's too, whatever N divides
   if (root && !a.tokenizer.empty())
     fs::copy_file(a.tokenizer, hf_dir / "tokenizer.json", fs::copy_options::overwrite_existing);
   note("done: %lld steps; checkpoint %s; EMA weights exported to %s\n", static_cast<long long>(t->step_count()),
@@ -490,6 +506,9 @@ void add_train_commands(CLI::App& app) {
   tr->add_option("--bp-warmup", a->bp_warmup, "step (reference) or linear (DESIGN §6)")->capture_default_str();
   tr->add_option("--seed", a->seed, "Initialisation and data-order seed")->capture_default_str();
   tr->add_option("--checkpoint-every", a->checkpoint_every, "Save a checkpoint every N steps (0 = at the end only)")->capture_default_str();
+  tr->add_option("--export-every", a->export_every,
+                 "Also export the EMA weights every N steps and at the end, to OUT/exports/step_N (0 = off)")
+      ->capture_default_str();
   tr->add_option("--log-every", a->log_every, "Progress line on stderr every N steps")->capture_default_str();
   tr->add_option("--accumulate", a->accumulate,
                  "Micro-batches per rank and step (gradient accumulation): one process with N packs like N ranks")

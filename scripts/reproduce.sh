@@ -17,16 +17,14 @@
 #   TOKENIZER       [tests/fixtures/tokenizer/tokenizer.json]
 #   DIFFICULTY      1..3 [2]   TRAIN_N [20000]   TEST_N [300]   SEED [1]
 #   STEPS [1500]    BATCH_TOKENS [2048]   LR [2e-3]   WARMUP [STEPS/20]   EMA [0.99]
-#   EVAL_EVERY      checkpoint and evaluate every N steps [STEPS/6]; the last step is always evaluated
+#   EVAL_EVERY      export and evaluate every N steps [STEPS/6]; the last step is always evaluated
 #   THREADS         CPU threads for training [all]    MAX_NEW_TOKENS  evaluation cap [96]
 # Everything else is the recipe's default (Adam-atan2 betas 0.9/0.95, weight decay 0.1, constant LR
 # after warm-up, bp_steps 2 -> 5 after 20% of the steps, multipack packing).
 #
-# Checkpoints: the trainer keeps only the latest OUT/train/checkpoint, so the script copies each one
-# as it appears (hard links of the two files, taken only when the pair is consistent) into
-# OUT/snapshots/step_N/checkpoint, and after training exports each copy's EMA weights with
-# `hrmbench train --resume --steps N` (zero further steps: it loads, saves and exports). The last
-# copy's export is checked to be byte-identical to the trainer's own OUT/train/hf.
+# Checkpoints: the trainer exports its EMA weights every EVAL_EVERY steps and at the end
+# (`train --export-every`, OUT/train/exports/step_N), and each export is evaluated once training ends.
+# The last one is checked to be byte-identical to the trainer's final export, OUT/train/hf.
 set -euo pipefail
 caller=$PWD
 cd "$(dirname "$0")/.."
@@ -59,7 +57,7 @@ THREADS=${THREADS:-}
 MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-96}
 
 [[ -e $OUT ]] && { echo "reproduce.sh: $OUT exists; remove it or name another output directory" >&2; exit 1; }
-mkdir -p "$OUT/snapshots" "$OUT/eval"
+mkdir -p "$OUT/eval"
 OUT=$(cd "$OUT" && pwd)
 : > "$OUT/timings.txt"
 stage_start=$SECONDS
@@ -94,43 +92,13 @@ log "1/4 synthetic task: training split and held-out test split"
   --seed "$SEED"
 stage_done task
 
-# Copies OUT/train/checkpoint into OUT/snapshots/step_N once per step N. The trainer replaces each
-# file by a rename, the weights before state.json: hard links taken in the order json, weights form a
-# consistent pair when state.json still names step N and is not older than the weights.
-snapshot() {
-  local ck=$OUT/train/checkpoint step tmp got
-  [[ -f $ck/state.json ]] || return 0
-  step=$(sed -n 's/^  "step": \([0-9]*\),$/\1/p' "$ck/state.json")
-  [[ -n $step && ! -d $OUT/snapshots/step_$step ]] || return 0
-  tmp=$OUT/snapshots/.partial
-  rm -rf "$tmp"
-  mkdir -p "$tmp/checkpoint"
-  ln "$ck/state.json" "$tmp/checkpoint/state.json" 2>/dev/null || return 0
-  ln "$ck/state.safetensors" "$tmp/checkpoint/state.safetensors" 2>/dev/null || return 0
-  got=$(sed -n 's/^  "step": \([0-9]*\),$/\1/p' "$tmp/checkpoint/state.json")
-  if [[ $got != "$step" || $tmp/checkpoint/state.safetensors -nt $tmp/checkpoint/state.json ]]; then
-    rm -rf "$tmp"  # caught between the two renames: the next poll takes it
-    return 0
-  fi
-  mv "$tmp" "$OUT/snapshots/step_$step"
-}
-
-log "2/4 training: $STEPS steps of $BATCH_TOKENS tokens, checkpoints every $EVAL_EVERY"
+log "2/4 training: $STEPS steps of $BATCH_TOKENS tokens, EMA weights exported every $EVAL_EVERY"
 train_cmd=("$HRMBENCH" train --data "$OUT/task/corpus.jsonl" --tokenizer "$TOKENIZER" --out "$OUT/train"
   "${model_args[@]}" --steps "$STEPS" --batch-tokens "$BATCH_TOKENS" --lr "$LR" --warmup "$WARMUP"
-  --ema "$EMA" --seed "$SEED" --checkpoint-every "$EVAL_EVERY" --log-every 25
+  --ema "$EMA" --seed "$SEED" --export-every "$EVAL_EVERY" --log-every 25
   "${thread_args[@]}" "${train_backend[@]}")
 echo "\$ ${train_cmd[*]}" >&2
-"${train_cmd[@]}" &
-train_pid=$!
-trap 'kill "$train_pid" 2>/dev/null || true' EXIT
-while kill -0 "$train_pid" 2>/dev/null; do
-  snapshot
-  sleep 1
-done
-wait "$train_pid"
-trap - EXIT
-snapshot
+"${train_cmd[@]}"
 stage_done train
 
 log "3/4 evaluating the checkpoints on the held-out split (hrmbench run --suites gsm8k)"
@@ -140,16 +108,12 @@ eval_one() {  # STEP MODEL_DIR
   [[ -f $OUT/eval/step_$1/results.json ]] || { echo "reproduce.sh: evaluation of step $1 failed" >&2; exit 1; }
   sed -n 's/^ *"acc,none": \(.*\),$/  step '"$1"': exact match \1/p' "$OUT/eval/step_$1/results.json" >&2
 }
-for step in $(find "$OUT/snapshots" -maxdepth 1 -name 'step_*' -printf '%f\n' | sed 's/^step_//' | sort -n); do
-  snap=$OUT/snapshots/step_$step
-  "$HRMBENCH" train --data "$OUT/task/corpus.jsonl" --tokenizer "$TOKENIZER" --out "$snap" --resume \
-    --steps "$step" "${thread_args[@]}" > "$snap/export.log" 2>&1 \
-    || { cat "$snap/export.log" >&2; exit 1; }
-  if [[ $step == "$STEPS" ]] && ! cmp -s "$snap/hf/model.safetensors" "$OUT/train/hf/model.safetensors"; then
-    echo "reproduce.sh: the export of the copied final checkpoint differs from the trainer's own" >&2
+for step in $(find "$OUT/train/exports" -maxdepth 1 -name 'step_*' -printf '%f\n' | sed 's/^step_//' | sort -n); do
+  if [[ $step == "$STEPS" ]] && ! cmp -s "$OUT/train/exports/step_$step/model.safetensors" "$OUT/train/hf/model.safetensors"; then
+    echo "reproduce.sh: the last periodic export differs from the trainer's final one" >&2
     exit 1
   fi
-  eval_one "$step" "$snap/hf"
+  eval_one "$step" "$OUT/train/exports/step_$step"
 done
 stage_done eval
 

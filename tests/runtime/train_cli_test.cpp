@@ -85,14 +85,25 @@ TEST_F(TrainCli, TrainLogsExportsAndResumesExactly) {
   EXPECT_TRUE(fs::exists(dir_ / "a" / "hf" / "config.json"));
   EXPECT_TRUE(fs::exists(dir_ / "a" / "hf" / "tokenizer.json"));
 
-  ASSERT_EQ(hrmbench(common + " --steps 2 --out " + (dir_ / "b").string()).status, 0);
-  const CmdRun resumed = hrmbench(common + " --steps 4 --resume --out " + (dir_ / "b").string());
+  // Run b exports every 3 steps: step 3 on the way and step 4, the last, which is run a's final export.
+  ASSERT_EQ(hrmbench(common + " --steps 2 --export-every 3 --out " + (dir_ / "b").string()).status, 0);
+  EXPECT_TRUE(fs::exists(dir_ / "b" / "exports" / "step_2" / "model.safetensors"));  // the end of that run
+  const CmdRun resumed = hrmbench(common + " --steps 4 --export-every 3 --resume --out " + (dir_ / "b").string());
   ASSERT_EQ(resumed.status, 0) << resumed.out;
   EXPECT_NE(resumed.out.find("resumed at step 2"), std::string::npos) << resumed.out;
   EXPECT_EQ(lines(dir_ / "b" / "loss.jsonl").size(), 4u);
   EXPECT_EQ(test::read_text(dir_ / "a" / "hf" / "model.safetensors"),
             test::read_text(dir_ / "b" / "hf" / "model.safetensors"))
       << "a resumed run must export the same EMA weights as an uninterrupted one";
+  EXPECT_EQ(test::read_text(dir_ / "b" / "exports" / "step_4" / "model.safetensors"),
+            test::read_text(dir_ / "a" / "hf" / "model.safetensors"));
+  EXPECT_TRUE(fs::exists(dir_ / "b" / "exports" / "step_3" / "config.json"));
+  EXPECT_TRUE(fs::exists(dir_ / "b" / "exports" / "step_3" / "tokenizer.json"));
+  EXPECT_NE(test::read_text(dir_ / "b" / "exports" / "step_3" / "model.safetensors"),
+            test::read_text(dir_ / "b" / "exports" / "step_4" / "model.safetensors"));
+  int entries = 0;  // step_2, step_3, step_4 and no partial directory left behind
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir_ / "b" / "exports")) ++entries;
+  EXPECT_EQ(entries, 3);
 
   // --resume without --steps keeps the checkpoint's total: nothing left to do, nothing logged.
   const CmdRun again = hrmbench(common + " --resume --out " + (dir_ / "b").string());
