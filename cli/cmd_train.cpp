@@ -175,15 +175,21 @@ void run_train(const TrainArgs& a, Communicator& comm) {
     }
     if (a.epochs > 0) {
       if (a.steps_given) throw Error("give --steps or --epochs, not both");
-      // The reference sizes the run in epochs (4 in the paper); here an epoch is one pass of the packer
-      // (steps of epoch 0: later epochs, shuffled differently, may pack into a step more or less).
+      // The reference sizes the run in epochs (4 in the paper); here an epoch is one pass of the packer.
+      // Epochs are shuffled differently and may pack into a step more or less, so each is counted.
+      if (corpus.epoch_orders() > 0 && a.epochs > corpus.epoch_orders())
+        throw Error(cat("--epochs ", a.epochs, ": the prepared corpus ", a.data, " has ", corpus.epoch_orders(),
+                        " epoch directories (epoch_0..epoch_", corpus.epoch_orders() - 1,
+                        ") and, like the reference trainer, reads epoch N from epoch_N/; prepare more epochs"));
       const Packer probe(corpus, {.batch_tokens = o.batch_tokens,
                                   .seed = o.seed,
                                   .max_sample_tokens = cfg.max_position_embeddings,
                                   .packing = o.packing,
                                   .world_size = data_ranks,
                                   .drop_last = o.drop_last});
-      o.steps = o.lr.total_steps = a.epochs * probe.epoch_packing(0).steps;
+      o.steps = 0;
+      for (int64_t e = 0; e < a.epochs; ++e) o.steps += probe.epoch_packing(e).steps;
+      o.lr.total_steps = o.steps;
       if (o.steps == 0) throw Error("--epochs: the corpus packs into no step (see --drop-last, --batch-tokens)");
       note("%lld epochs = %lld steps\n", static_cast<long long>(a.epochs), static_cast<long long>(o.steps));
     }

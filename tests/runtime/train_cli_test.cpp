@@ -139,6 +139,27 @@ TEST_F(TrainCli, TrainsOnTokenizedDirectoryWithConfig) {
   EXPECT_NE(bad.out.find("outside the vocabulary"), std::string::npos) << bad.out;
 }
 
+TEST_F(TrainCli, EpochsOfAPreparedCorpusAreCountedEachAndBounded) {
+  // The reference's prepared layout (fixture: 3 epoch directories, 7 samples). Each epoch's shuffle packs
+  // on its own, so `--epochs 3` is the sum of the three epochs' steps, and the run must reach its end.
+  const std::string data = (test::fixtures() / "train" / "prepared").string();
+  const std::string common = "train --data " + data + " --shape tiny --tokenizer " +
+                             (test::fixtures() / "tokenizer" / "tokenizer.json").string() + " --batch-tokens 48";
+  const CmdRun r = hrmbench(common + " --epochs 3 --out " + (dir_ / "p").string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  const size_t at = r.out.find("3 epochs = ");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const long steps = std::stol(r.out.substr(at + 11));
+  EXPECT_GE(steps, 3);
+  EXPECT_EQ(lines(dir_ / "p" / "loss.jsonl").size(), static_cast<size_t>(steps));
+  EXPECT_NE(lines(dir_ / "p" / "loss.jsonl").back().find("\"epoch\": 2"), std::string::npos);
+  // A fourth epoch does not exist: refused before training, naming the count.
+  const CmdRun four = hrmbench(common + " --epochs 4 --out " + (dir_ / "q").string());
+  EXPECT_NE(four.status, 0);
+  EXPECT_NE(four.out.find("--epochs 4: the prepared corpus"), std::string::npos) << four.out;
+  EXPECT_NE(four.out.find("has 3 epoch directories"), std::string::npos) << four.out;
+}
+
 TEST_F(TrainCli, PackingIsSelectableAndReported) {
   ASSERT_EQ(hrmbench("make-corpus --out " + (dir_ / "c.jsonl").string() + " --n 80 --seed 6").status, 0);
   const std::string tok = (test::fixtures() / "tokenizer" / "tokenizer.json").string();
