@@ -117,7 +117,9 @@ class CorpusSource {
 
 // The data pipeline's tokenized directory (DESIGN §3): tokens.npy (<u4/<i4) and
 // inst_start/inst_len/resp_start/resp_len.npy (<i8), memory-mapped. A document is one
-// instruction/response pair (instruction tokens followed by response tokens).
+// instruction/response pair (instruction tokens followed by response tokens). A directory prepared by
+// the reference's prepare_sft_data.py (tokens.npy + epoch_N/ index arrays) is read through epoch_0/:
+// its documents are the samples in that epoch's order.
 std::unique_ptr<CorpusSource> open_tokenized_dir(const std::filesystem::path& dir);
 // Only when asked (DESIGN §5: "unless asked"): tokens.npy of a tokenized dir as one token stream,
 // so n-grams also cross pair boundaries. Read in chunks of `chunk` tokens that overlap by n-1

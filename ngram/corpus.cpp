@@ -97,13 +97,22 @@ int64_t i64_at(const NpyArray& a, uint64_t i) {
   return v;
 }
 
+// Where a tokenized directory keeps its index arrays: beside tokens.npy (the data pipeline), or, in a
+// directory prepared by the reference's prepare_sft_data.py, in epoch_0/ (every sample once, in that
+// epoch's shuffled order; each epoch_N/ holds the same samples).
+fs::path index_dir(const fs::path& dir) {
+  if (!fs::exists(dir / "inst_start.npy") && fs::exists(dir / "epoch_0" / "inst_start.npy")) return dir / "epoch_0";
+  return dir;
+}
+
 class TokenizedDir : public CorpusSource {
  public:
   explicit TokenizedDir(const fs::path& dir) : dir_(dir) {
     tokens_ = open_npy(dir / "tokens.npy", {"<u4", "<i4"});
+    const fs::path index = index_dir(dir);
     const char* names[] = {"inst_start.npy", "inst_len.npy", "resp_start.npy", "resp_len.npy"};
     for (size_t k = 0; k < kArrays; ++k) {
-      arr_[k] = open_npy(dir / names[k], {"<i8"});
+      arr_[k] = open_npy(index / names[k], {"<i8"});
       if (arr_[k].count != arr_[0].count)
         throw Error(cat(dir.string(), ": ", names[k], " has ", arr_[k].count, " rows but ", names[0], " has ",
                         arr_[0].count));

@@ -8,6 +8,8 @@
 
 #include "common/error.h"
 #include "ngram/contam.h"
+#include "runtime/data.h"
+#include "tests/runtime/test_util.h"
 #include "tests/ngram/npy_writer.h"
 
 namespace hrm::ngram {
@@ -124,6 +126,24 @@ TEST(TokenizedDir, ReadsPairsAsOneDocumentEach) {
   EXPECT_EQ(read_all(*srcs[0])[0].second, (std::vector<Token>{3, 4, 5}));
   fs::remove_all(d);
   fs::remove_all(root);
+}
+
+TEST(TokenizedDir, ReadsTheReferencesPreparedLayoutThroughEpoch0) {
+  // The fixture was written by scripts/make_prepared_fixture.py (the reference's writer re-implemented
+  // with numpy); the trainer's reader (runtime/data.h) gives the samples to compare with.
+  const fs::path dir = test::fixtures() / "train" / "prepared";
+  const TrainCorpus corpus = load_tokenized_corpus(dir);
+  const auto order = corpus.epoch_order(0);
+  const auto srcs = open_corpus(dir, {}, false, {});
+  ASSERT_EQ(srcs.size(), 1u);
+  const auto docs = read_all(*srcs[0]);
+  ASSERT_EQ(docs.size(), static_cast<size_t>(corpus.size()));
+  for (size_t d = 0; d < docs.size(); ++d) {
+    std::vector<Token> want;
+    for (const TokenId t : corpus.instruction(order[d])) want.push_back(static_cast<Token>(t));
+    for (const TokenId t : corpus.response(order[d])) want.push_back(static_cast<Token>(t));
+    EXPECT_EQ(docs[d].second, want) << "document " << d;
+  }
 }
 
 TEST(TokenizedDir, StreamModeLetsNgramsCrossPairsAndChunks) {
