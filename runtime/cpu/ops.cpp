@@ -14,28 +14,8 @@
 namespace hrm::cpu {
 namespace {
 
-// Lanes of the fixed-order dot product: wide enough for the compiler to vectorise (AVX2 = 8
-// floats), and a fixed summation tree so results do not depend on threads or tiling.
-constexpr int kLanes = 8;
 // Rows of x that share one pass over a weight row (register blocking).
 constexpr int64_t kRowTile = 4;
-
-inline float reduce_lanes(const float* acc) {
-  float s = 0.f;
-  for (int l = 0; l < kLanes; ++l) s += acc[l];
-  return s;
-}
-
-// Fixed-order dot product of n floats: kLanes partial sums, reduced, then the tail in order.
-inline float dot(const float* a, const float* b, int64_t n) {
-  float acc[kLanes] = {};
-  const int64_t main = n - n % kLanes;
-  for (int64_t j = 0; j < main; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) acc[l] += a[j + l] * b[j + l];
-  float s = reduce_lanes(acc);
-  for (int64_t j = main; j < n; ++j) s += a[j] * b[j];
-  return s;
-}
 
 // Dot products of NX rows of x with NW weight rows: an NX x NW tile of kLanes-wide accumulators in
 // registers (4 x 3 vectors of 8 floats = 12 AVX2 registers), so each loaded vector feeds several

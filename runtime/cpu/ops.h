@@ -10,6 +10,28 @@
 
 namespace hrm::cpu {
 
+// Lanes of the fixed-order dot product: wide enough for the compiler to vectorise (AVX2 = 8
+// floats), and a fixed summation tree so results do not depend on threads or tiling.
+inline constexpr int kLanes = 8;
+
+inline float reduce_lanes(const float* acc) {
+  float s = 0.f;
+  for (int l = 0; l < kLanes; ++l) s += acc[l];
+  return s;
+}
+
+// Fixed-order dot product of n floats: kLanes partial sums, reduced, then the tail in order. Every
+// op that sums products uses it, so the forward and backward ops round alike.
+inline float dot(const float* a, const float* b, int64_t n) {
+  float acc[kLanes] = {};
+  const int64_t main = n - n % kLanes;
+  for (int64_t j = 0; j < main; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += a[j + l] * b[j + l];
+  float s = reduce_lanes(acc);
+  for (int64_t j = main; j < n; ++j) s += a[j] * b[j];
+  return s;
+}
+
 // y[r, o] = sum_i x[r, i] * w[o, i]   (x: [rows, in], w: [out, in] as stored in checkpoints).
 // Each output is a fixed-order sum, so the result is identical for any thread count.
 void matmul_nt(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, float* y);
