@@ -23,7 +23,11 @@ namespace {
 
 using cuda::CudaModel;
 
-constexpr double kBf16Tol = 3e-2;  // measured bf16 error is ~1e-2 on these shapes; NaN never passes
+// Measured on the host emulation (tests/emu, 2026-11-24): 3.5e-3 to 2e-2 on these shapes; NaN never passes.
+constexpr double kBf16Tol = 3e-2;
+// tiny_f32 is 32 wide: bf16 weights alone put the CPU reference's logits up to 2.4e-2 off (one prompt
+// token), and bf16 activations on top of them up to 4.0e-2 (host emulation).
+constexpr double kTiny32Tol = 6e-2;
 constexpr double kFp8Tol = 1.5e-1;
 
 #define REQUIRE_GPU()                              \
@@ -81,6 +85,7 @@ TEST_P(CudaFixtureParity, LogitsMatchTransformersAndCpu) {
   const Model cpu = Model::load(dir);
   CudaModel gpu(cpu.config(), cpu.weights(), small_options());
   const int64_t V = cpu.config().vocab_size;
+  const double tol = cpu.config().hidden_size <= 32 ? kTiny32Tol : kBf16Tol;
   double worst_hf = 0, worst_cpu = 0;
   uint64_t seq = 0;
   for (const test::ModelCase& c : test::load_model_cases(dir)) {
@@ -102,12 +107,12 @@ TEST_P(CudaFixtureParity, LogitsMatchTransformersAndCpu) {
     for (size_t t = 0; t < all.size(); ++t) {
       const double e = rel_err(std::span(rows).subspan(t * V, V), std::span(ref).subspan(t * V, V));
       worst_cpu = std::max(worst_cpu, e);
-      EXPECT_LT(e, kBf16Tol) << GetParam() << " vs CPU, token " << t;
+      EXPECT_LT(e, tol) << GetParam() << " vs CPU, token " << t;
     }
     for (size_t i = 0; i < c.positions.size(); ++i) {
       const double e = rel_err(std::span(rows).subspan(c.positions[i] * V, V), c.logits[i]);
       worst_hf = std::max(worst_hf, e);
-      EXPECT_LT(e, kBf16Tol) << GetParam() << " vs transformers, position " << c.positions[i];
+      EXPECT_LT(e, tol) << GetParam() << " vs transformers, position " << c.positions[i];
     }
   }
   std::printf("[ cuda parity ] %s: worst relative logit error vs transformers %.2e, vs CPU %.2e\n", GetParam(),

@@ -1,19 +1,22 @@
 // The CUDA runtime of the host emulation (see emu.h): tracked "device" allocations in host memory,
-// copies that check their direction, streams that run work at once, events that time it on the host
-// clock, and graphs that record a capture and replay it.
+// copies that check their direction, streams whose work runs when the host waits for it, events that
+// time it on the host clock, and graphs that record a capture and replay it.
 //
-// Not for: concurrency. Streams are only names; everything runs in submission order on the calling
-// thread, so a missing synchronization is not found here (a missing copy or a wrong offset is).
+// Not for: concurrency. Work runs on the calling thread, in submission order per stream, when the
+// host synchronizes (so a result read before a synchronization is stale, as on a GPU); two streams'
+// work never overlaps, so a race between streams is not found.
 // A misuse the real runtime would report (a bad pointer, a wrong copy direction, a call that is not
 // allowed while a stream is being captured) is reported too: an hrm::Error naming the call and the
 // argument for a pointer error, the CUDA error code otherwise. Functions the host code does not use
 // are not defined, so a new use fails to link rather than doing nothing.
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -63,7 +66,16 @@ struct State {
   std::map<cudaStream_t, CUgraph_st*> capturing;  // streams being captured, and their graphs
   std::set<cudaStream_t> invalidated;             // captures broken by a prohibited call
   std::set<cudaStream_t> streams;
+  std::set<cudaStream_t> blocking;  // streams created without cudaStreamNonBlocking
   int next_stream = 1;
+  // Work submitted but not yet run, per stream, numbered in submission order.
+  std::map<cudaStream_t, std::deque<std::pair<uint64_t, std::function<void()>>>> pending;
+  uint64_t submitted = 0;
+  // HRM_CUDA_EMU_SYNC=1 runs work at submission (simpler to debug; hides missing synchronization).
+  bool deferred = [] {
+    const char* env = std::getenv("HRM_CUDA_EMU_SYNC");
+    return env == nullptr || std::strcmp(env, "1") != 0;
+  }();
 };
 State& state() {
   static State s;
@@ -103,6 +115,53 @@ cudaError_t refuse_if_capturing(const char* call) {
   std::fprintf(stderr, "cuda emulation: %s while a stream is being captured\n", call);
   for (const auto& [stream, graph] : s.capturing) s.invalidated.insert(stream);
   return fail(cudaErrorStreamCaptureUnsupported);
+}
+
+// Runs the pending work of `streams` (every stream when empty) in submission order. Work on the
+// legacy default stream is ordered with every blocking stream, as in CUDA, so waiting for one of
+// them waits for all of them. Work that throws discards what was still pending on those streams, as
+// a kernel fault ends a CUDA context.
+void flush(std::set<cudaStream_t> streams) {
+  State& s = state();
+  if (streams.contains(nullptr) || std::any_of(streams.begin(), streams.end(), [&](cudaStream_t st) {
+        std::lock_guard lock(s.mu);
+        return s.blocking.contains(st);
+      })) {
+    std::lock_guard lock(s.mu);
+    streams.insert(nullptr);
+    streams.insert(s.blocking.begin(), s.blocking.end());
+  }
+  for (;;) {
+    std::function<void()> work;
+    {
+      std::lock_guard lock(s.mu);
+      std::deque<std::pair<uint64_t, std::function<void()>>>* next = nullptr;
+      for (auto& [st, queue] : s.pending) {
+        if (queue.empty() || (!streams.empty() && !streams.contains(st))) continue;
+        if (next == nullptr || queue.front().first < next->front().first) next = &queue;
+      }
+      if (next == nullptr) return;
+      work = std::move(next->front().second);
+      next->pop_front();
+    }
+    try {
+      work();
+    } catch (...) {
+      std::lock_guard lock(s.mu);
+      for (auto& [st, queue] : s.pending)
+        if (streams.empty() || streams.contains(st)) queue.clear();
+      throw;
+    }
+  }
+}
+void flush_stream(cudaStream_t stream) { flush({stream}); }
+void flush_all() { flush({}); }
+
+bool is_pinned(const void* p) {
+  State& s = state();
+  std::lock_guard lock(s.mu);
+  const auto* a = find_alloc(s, p);
+  return a && a->second.kind == Kind::kPinned;
 }
 
 void check_copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, const char* call) {
@@ -148,6 +207,10 @@ void submit(cudaStream_t stream, std::function<void()> work) {
       throw Error("cuda emulation: work submitted to the default stream while a stream is being captured");
     if (stream != nullptr && !s.streams.contains(stream))
       throw Error("cuda emulation: work submitted to a stream that does not exist (destroyed?)");
+    if (s.deferred) {
+      s.pending[stream].emplace_back(s.submitted++, std::move(work));
+      return;
+    }
   }
   work();
 }
@@ -244,7 +307,11 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize() { return refuse_if_capturing("cudaDeviceSynchronize"); }
+cudaError_t cudaDeviceSynchronize() {
+  if (const cudaError_t e = refuse_if_capturing("cudaDeviceSynchronize"); e != cudaSuccess) return e;
+  flush_all();
+  return cudaSuccess;
+}
 
 // ---- memory ----
 
@@ -294,33 +361,67 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
   if (const cudaError_t e = refuse_if_capturing("cudaMalloc"); e != cudaSuccess) return e;
   return allocate(p, bytes, Kind::kDevice);
 }
+// cudaFree and cudaFreeHost wait for the device (work still pending on the memory completes).
 cudaError_t cudaFree(void* p) {
   if (const cudaError_t e = refuse_if_capturing("cudaFree"); e != cudaSuccess) return e;
+  flush_all();
   return release(p, Kind::kDevice, "cudaFree");
 }
 cudaError_t cudaMallocHost(void** p, size_t bytes) { return allocate(p, bytes, Kind::kPinned); }
-cudaError_t cudaFreeHost(void* p) { return release(p, Kind::kPinned, "cudaFreeHost"); }
+cudaError_t cudaFreeHost(void* p) {
+  flush_all();
+  return release(p, Kind::kPinned, "cudaFreeHost");
+}
 
+// On the legacy default stream, and the host waits for it: it does not wait for work on streams
+// created with cudaStreamNonBlocking.
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
   if (const cudaError_t e = refuse_if_capturing("cudaMemcpy"); e != cudaSuccess) return e;
   check_copy(dst, src, bytes, kind, "cudaMemcpy");
+  flush_stream(nullptr);
   if (bytes > 0) std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
 
+// As in CUDA: pinned host memory is read or written when the copy runs; pageable host memory is
+// staged at the call (host to device) or written before the call returns (device to host).
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
   check_copy(dst, src, bytes, kind, "cudaMemcpyAsync");
+  if (bytes == 0) return cudaSuccess;
+  const bool src_pageable = !is_device(src) && !is_pinned(src), dst_pageable = !is_device(dst) && !is_pinned(dst);
+  if (src_pageable && !dst_pageable) {
+    std::vector<unsigned char> staged(static_cast<const unsigned char*>(src),
+                                      static_cast<const unsigned char*>(src) + bytes);
+    submit(stream, [=, staged = std::move(staged)] {
+      check_copy(dst, staged.data(), bytes, kind, "cudaMemcpyAsync (running)");
+      std::memcpy(dst, staged.data(), bytes);
+    });
+    return cudaSuccess;
+  }
   submit(stream, [=] {
     check_copy(dst, src, bytes, kind, "cudaMemcpyAsync (running)");
-    if (bytes > 0) std::memmove(dst, src, bytes);
+    std::memmove(dst, src, bytes);
   });
+  if (dst_pageable && !src_pageable) {
+    State& s = state();
+    bool capturing = false;
+    {
+      std::lock_guard lock(s.mu);
+      capturing = s.capturing.contains(stream);
+    }
+    if (!capturing) flush_stream(stream);
+  }
   return cudaSuccess;
 }
 
+// Asynchronous with respect to the host, on the legacy default stream.
 cudaError_t cudaMemset(void* p, int value, size_t bytes) {
   if (const cudaError_t e = refuse_if_capturing("cudaMemset"); e != cudaSuccess) return e;
   check_device(p, bytes, "cudaMemset");
-  if (bytes > 0) std::memset(p, value, bytes);
+  submit(nullptr, [=] {
+    check_device(p, bytes, "cudaMemset (running)");
+    if (bytes > 0) std::memset(p, value, bytes);
+  });
   return cudaSuccess;
 }
 
@@ -335,34 +436,46 @@ cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t strea
 
 // ---- streams ----
 
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int) {
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) {
   State& s = state();
   std::lock_guard lock(s.mu);
   auto* st = new CUstream_st{s.next_stream++};
   s.streams.insert(st);
+  if (!(flags & cudaStreamNonBlocking)) s.blocking.insert(st);
   *stream = st;
   return cudaSuccess;
 }
 
+// The stream's pending work still completes, as in CUDA.
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   State& s = state();
+  {
+    std::lock_guard lock(s.mu);
+    if (!s.streams.contains(stream)) return fail(cudaErrorInvalidResourceHandle);
+    if (s.capturing.contains(stream)) throw Error("cuda emulation: cudaStreamDestroy of a stream being captured");
+  }
+  flush_stream(stream);
   std::lock_guard lock(s.mu);
-  if (!s.streams.erase(stream)) return fail(cudaErrorInvalidResourceHandle);
-  if (s.capturing.contains(stream)) throw Error("cuda emulation: cudaStreamDestroy of a stream being captured");
+  s.streams.erase(stream);
+  s.blocking.erase(stream);
+  s.pending.erase(stream);
   delete stream;
   return cudaSuccess;
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   State& s = state();
-  std::lock_guard lock(s.mu);
-  if (stream != nullptr && !s.streams.contains(stream)) return fail(cudaErrorInvalidResourceHandle);
-  if (s.capturing.contains(stream)) {
-    std::fprintf(stderr, "cuda emulation: cudaStreamSynchronize of a stream being captured\n");
-    s.invalidated.insert(stream);
-    return fail(cudaErrorStreamCaptureUnsupported);
+  {
+    std::lock_guard lock(s.mu);
+    if (stream != nullptr && !s.streams.contains(stream)) return fail(cudaErrorInvalidResourceHandle);
+    if (s.capturing.contains(stream)) {
+      std::fprintf(stderr, "cuda emulation: cudaStreamSynchronize of a stream being captured\n");
+      s.invalidated.insert(stream);
+      return fail(cudaErrorStreamCaptureUnsupported);
+    }
   }
-  return cudaSuccess;  // its work has run
+  flush_stream(stream);
+  return cudaSuccess;
 }
 
 // ---- events: the host clock when the work before them has run ----
@@ -379,6 +492,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (event == nullptr) return fail(cudaErrorInvalidResourceHandle);
+  event->recorded = false;  // until the work before it has run
   submit(stream, [event] {
     event->recorded = true;
     event->at = std::chrono::steady_clock::now();
@@ -386,9 +500,10 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   return cudaSuccess;
 }
 
+// cudaErrorNotReady until both events' work has run (the host did not wait for it).
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
   if (start == nullptr || end == nullptr) return fail(cudaErrorInvalidResourceHandle);
-  if (!start->recorded || !end->recorded) return fail(cudaErrorInvalidResourceHandle);
+  if (!start->recorded || !end->recorded) return fail(cudaErrorNotReady);
   *ms = std::chrono::duration<float, std::milli>(end->at - start->at).count();
   return cudaSuccess;
 }

@@ -13,9 +13,14 @@
 //   and copy checks that the ranges it touches lie inside one live allocation (a host pointer passed
 //   as a device pointer, a wrong size or a use after free is an error naming the launcher and the
 //   argument) and that a copy's direction matches where its pointers live.
-// - Work runs synchronously at submission, in order, except while its stream is being captured:
-//   then it is recorded and runs at each cudaGraphLaunch, with the arguments captured at launch time,
-//   exactly as a CUDA graph freezes kernel parameters.
+// - Work runs as on a GPU, later: it is queued per stream and runs, in submission order, when the
+//   host waits for it (cudaStreamSynchronize, cudaDeviceSynchronize, cudaMemcpy on the default
+//   stream, a device-to-host cudaMemcpyAsync into pageable memory, cudaFree), so a result read
+//   without waiting is stale and the test fails. Launchers therefore capture their arguments by
+//   value and touch memory only inside the submitted work. HRM_CUDA_EMU_SYNC=1 runs work at
+//   submission instead (for debugging: a test that passes only so lacks a synchronization).
+// - While its stream is being captured, work is recorded instead and runs at each cudaGraphLaunch,
+//   with the arguments captured at launch time, exactly as a CUDA graph freezes kernel parameters.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -26,7 +31,8 @@
 
 namespace hrm::emu {
 
-// Runs `work` now, or records it into the graph being captured on `stream`.
+// Queues `work` on `stream` (runs it now with HRM_CUDA_EMU_SYNC=1), or records it into the graph
+// being captured on `stream`.
 void submit(cudaStream_t stream, std::function<void()> work);
 
 // Throws hrm::Error naming `what` unless [p, p + bytes) lies inside one live device allocation.
