@@ -687,6 +687,7 @@ void CudaTrainBackend::load_state(const ModelConfig& cfg, const ModelWeights& w,
 
 void CudaTrainBackend::begin_step() {
   HRM_CHECK(state_loaded_, "CUDA training: begin_step before load_state");
+  HRM_CUDA_CHECK(cudaSetDevice(device_));
   zero_grads();
 }
 
@@ -696,12 +697,14 @@ LossResult CudaTrainBackend::accumulate(const ModelConfig& cfg, const PackedBatc
   HRM_CHECK(cfg.hidden_size == cfg_.hidden_size && cfg.vocab_size == cfg_.vocab_size &&
                 cfg.num_layers_per_stack == cfg_.num_layers_per_stack,
             "CUDA training: accumulate with another model than load_state's");
+  HRM_CUDA_CHECK(cudaSetDevice(device_));
   cfg_ = cfg;
   return run(cfg, batch, bp_steps, /*want_grad=*/true, grad_tokens, /*zero_grads=*/false);
 }
 
 void CudaTrainBackend::update(const AdamStep& step, Communicator& comm) {
   HRM_CHECK(state_loaded_, "CUDA training: update before load_state");
+  HRM_CUDA_CHECK(cudaSetDevice(device_));
   HRM_CHECK(step.active.size() == slices_.size(), "CUDA training: the step has ", step.active.size(),
             " tensors, the model ", slices_.size());
   std::vector<char> fused_active(fused_.size(), 0);
@@ -740,6 +743,7 @@ void CudaTrainBackend::update(const AdamStep& step, Communicator& comm) {
 
 void CudaTrainBackend::store_state(ModelWeights& w, AdamAtan2& opt) {
   HRM_CHECK(state_loaded_, "CUDA training: store_state before load_state");
+  HRM_CUDA_CHECK(cudaSetDevice(device_));
   const std::vector<NamedTensor> ts = trainable_tensors(w);
   const auto get = [&](std::vector<float>& host, const float* base, const TensorSlice& sl) {
     host.resize(sl.n);
