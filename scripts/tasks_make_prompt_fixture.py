@@ -125,7 +125,7 @@ def reference_builders(data, ref_dir):
 
     def load_dataset(path, name=None, split=None):
         base, _, sl = (split or "").partition("[")
-        if path == "gsm8k":
+        if path in ("gsm8k", "openai/gsm8k"):  # copies of benchmarks.py use either name
             rows = read_jsonl(os.path.join(data, f"gsm8k/{base}.jsonl"))
         elif path == "EleutherAI/hendrycks_math":
             rows = [r for r in read_jsonl(os.path.join(data, f"math/{base}.jsonl")) if r["subject"] == name]
