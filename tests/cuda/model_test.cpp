@@ -218,6 +218,59 @@ TEST(CudaModel, CachedDecodeEqualsFullRecompute) {
   std::printf("[ cuda cache ] worst relative error, cached decode vs one pass: %.2e\n", worst);
 }
 
+// A step whose logits need more rows than the logits buffer holds reallocates it, which must drop
+// the decode graphs captured with the old buffer's address: decoding on afterwards gives the same
+// tokens as a model without graphs. Batches of 1, 2 and 4 are their own graph buckets, so both
+// models run the very same launches.
+TEST(CudaModel, GraphsAreCapturedAgainAfterTheLogitsBufferGrows) {
+  REQUIRE_GPU();
+  const ModelConfig cfg = random_config(64, 3);
+  const Model cpu(cfg, init_weights(cfg, 16));
+  CudaModel::Options with = small_options(), without = small_options();
+  without.graphs = false;
+  CudaModel graphed(cfg, cpu.weights(), with), eager(cfg, cpu.weights(), without);
+  std::mt19937 rng(6);
+  constexpr int kSeqs = 4, kPrompt = 10;
+  const auto long_prompt = random_tokens(rng, 3 * static_cast<size_t>(with.max_seqs), cfg.vocab_size);
+  std::vector<std::vector<TokenId>> prompts;
+  for (int i = 0; i < kSeqs; ++i) prompts.push_back(random_tokens(rng, kPrompt, cfg.vocab_size));
+  std::vector<TokenId> last(kSeqs);
+  for (CudaModel* m : {&graphed, &eager}) {
+    for (int i = 0; i < kSeqs; ++i) {
+      m->open(i);
+      CudaModel::Input in{static_cast<uint64_t>(i), prompts[i], kPrompt};
+      m->step_logits(std::span(&in, 1), false);
+    }
+  }
+  for (int i = 0; i < kSeqs; ++i) last[i] = prompts[i].back();
+  // Decodes every sequence once in batches of `batch`; returns the tokens of both models.
+  auto decode = [&](int batch) {
+    std::vector<TokenId> got[2];
+    int which = 0;
+    for (CudaModel* m : {&graphed, &eager}) {
+      got[which].resize(kSeqs);
+      for (int i0 = 0; i0 < kSeqs; i0 += batch) {
+        std::vector<CudaModel::Input> in;
+        for (int i = i0; i < i0 + batch; ++i)
+          in.push_back({static_cast<uint64_t>(i), std::span<const TokenId>(&last[i], 1), 0});
+        const std::vector<float> zero(batch, 0.f);
+        m->step_sample(in, zero, zero, std::span(got[which]).subspan(i0, batch));
+      }
+      ++which;
+    }
+    EXPECT_EQ(got[0], got[1]) << "decode in batches of " << batch;
+    last = got[1];
+  };
+  for (int batch : {1, 2, 4}) decode(batch);  // captures buckets 1, 2 and 4
+  for (CudaModel* m : {&graphed, &eager}) {  // all logits of 48 rows: more than max_seqs = 16
+    m->open(99);
+    CudaModel::Input in{99, long_prompt, static_cast<int64_t>(long_prompt.size())};
+    EXPECT_EQ(m->step_logits(std::span(&in, 1), true)[0].size(), long_prompt.size() * cfg.vocab_size);
+    m->close(99);
+  }
+  for (int batch : {4, 2, 1}) decode(batch);
+}
+
 // Pages come back on close, and a step asking for more pages than exist fails with a clear error.
 TEST(CudaModel, PagesAreReturnedAndExhaustionIsAnError) {
   REQUIRE_GPU();

@@ -73,6 +73,13 @@ void check_head_dim(const KvLayout& kv, const char* what) {
     throw Error(cat(what, ": head_dim ", kv.head_dim, " is not supported (16, 32, 64, 128 or 256)"));
 }
 
+// The attention kernels load q, k and v eight elements (16 bytes of bf16) at a time.
+constexpr uintptr_t kVectorBytes = 16;
+void check_aligned(const void* p, const char* what) {
+  HRM_CHECK(reinterpret_cast<uintptr_t>(p) % kVectorBytes == 0, what, ": ", p, " is not ", kVectorBytes,
+            "-byte aligned");
+}
+
 // The attention of query rows [q0, q0 + n) of sequence s (absolute positions from s.q_start + q0),
 // written to out as bf16: keys and values gathered from the paged cache, then cpu::gated_attention.
 void attend(const bf16* gqkv, const AttnSeq& s, int q0, int n, const int32_t* tables, const KvLayout& kv, int slot,
@@ -239,6 +246,8 @@ void prefill_attention(const bf16* gqkv, const AttnSeq* seqs, const AttnTile* ti
   if (num_tiles == 0) return;
   check_head_dim(kv, "prefill_attention");  // before any pointer is looked at, as the real dispatch
   check_layout(kv, slot, "prefill_attention");
+  check_aligned(gqkv, "prefill_attention gqkv");
+  check_aligned(kv.pool, "prefill_attention kv.pool");
   emu::submit(stream, [=, kv = kv] {
     device(tiles, num_tiles, "prefill_attention tiles");
     for (int t = 0; t < num_tiles; ++t) {
@@ -259,6 +268,8 @@ void decode_attention(const bf16* gqkv, const AttnSeq* seqs, int num_seqs, const
   HRM_CHECK(splits >= 1, "decode_attention: splits must be >= 1");
   check_head_dim(kv, "decode_attention");
   check_layout(kv, slot, "decode_attention");
+  check_aligned(gqkv, "decode_attention gqkv");
+  check_aligned(kv.pool, "decode_attention kv.pool");
   emu::submit(stream, [=, kv = kv] {
     device(seqs, num_seqs, "decode_attention seqs");
     // The split partials are the kernels' scratch; unused with one split.
