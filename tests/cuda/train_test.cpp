@@ -444,6 +444,34 @@ TEST_F(CudaTrain, LossAndGradientsMatchCpu) {
   }
 }
 
+// The loss rows go through the lm_head in chunks whose logits take about 512 MiB (cuda_train.cpp):
+// with a 65536-token vocabulary 1365 rows a chunk, so 1800 loss rows take a full chunk and most of a
+// second. A narrow model keeps the GEMMs small.
+TEST_F(CudaTrain, LossRowsInSeveralChunksMatchCpu) {
+  ModelConfig cfg = shape_config("tiny", 65536);
+  cfg.hidden_size = 16, cfg.num_attention_heads = 1, cfg.intermediate_size = 32, cfg.num_layers_per_stack = 1;
+  cfg.H_cycles = 1, cfg.L_cycles = 2;
+  const ModelWeights w = init_weights(cfg, 12);
+  std::mt19937 rng(13);
+  PackedBatch batch;
+  for (auto [inst, resp] : std::vector<std::pair<int, int>>{{2, 900}, {70, 3}, {1, 897}}) {
+    std::vector<TokenId> i(inst), r(resp);
+    for (auto& t : i) t = static_cast<TokenId>(rng() % cfg.vocab_size);
+    for (auto& t : r) t = static_cast<TokenId>(rng() % cfg.vocab_size);
+    batch.add_sample(i, r);
+  }
+  ASSERT_EQ(batch.loss_tokens(), 1800);
+  auto gpu = make_cuda_train_backend();
+  ModelWeights want = zeros_like(w), got = zeros_like(w);
+  const LossResult rc = cpu_forward_backward(cfg, w, batch, 3, &want, 0);
+  const LossResult rg = gpu->forward_backward(cfg, w, batch, 3, &got, 0);
+  EXPECT_EQ(rg.loss_tokens, rc.loss_tokens);
+  EXPECT_NEAR(rg.loss, rc.loss, 1e-2 * rc.loss);
+  EXPECT_NEAR(static_cast<double>(rg.correct), static_cast<double>(rc.correct), 2.0);
+  std::printf("  chunked loss: cpu %.6f gpu %.6f\n", rc.loss, rg.loss);
+  expect_grads_close(got, want, rc, "chunked loss");
+}
+
 TEST_F(CudaTrain, AddsIntoTheGradientBufferAndSkipsWithoutOne) {
   const ModelConfig cfg = tiny_config();
   const ModelWeights w = init_weights(cfg, 4);
@@ -603,6 +631,14 @@ TEST_F(CudaTrain, HeldStateFollowsTheHostOptimizer) {
   ModelWeights wa = host.weights(), wb = resumed.weights();
   const std::vector<NamedTensor> ta = trainable_tensors(wa), tb = trainable_tensors(wb);
   for (size_t i = 0; i < ta.size(); ++i) EXPECT_LT(diff(*tb[i].data, *ta[i].data).rel, 1e-4) << ta[i].name;
+  // The moments and the EMA too: the checkpoint carries them, and the EMA is what gets exported.
+  const AdamAtan2 &oa = host.optimizer(), &ob = resumed.optimizer();
+  ASSERT_FALSE(oa.ema().empty());
+  for (size_t i = 0; i < ta.size(); ++i) {
+    EXPECT_LT(diff(ob.m()[i], oa.m()[i]).rel, 1e-4) << "m of " << ta[i].name;
+    EXPECT_LT(diff(ob.v()[i], oa.v()[i]).rel, 1e-4) << "v of " << ta[i].name;
+    EXPECT_LT(diff(ob.ema()[i], oa.ema()[i]).rel, 1e-4) << "EMA of " << ta[i].name;
+  }
   std::filesystem::remove_all(dir);
 }
 
