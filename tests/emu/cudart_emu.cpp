@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -40,7 +41,8 @@ struct CUgraph_st {
   std::vector<std::function<void()>> work;
 };
 struct CUgraphExec_st {
-  std::vector<std::function<void()>> work;
+  // Shared with launches still pending, which CUDA completes after cudaGraphExecDestroy.
+  std::shared_ptr<const std::vector<std::function<void()>>> work;
 };
 
 namespace hrm::emu {
@@ -117,11 +119,16 @@ cudaError_t refuse_if_capturing(const char* call) {
   return fail(cudaErrorStreamCaptureUnsupported);
 }
 
+// An error of work that ran inside a call made from a destructor (cudaFree, ...), kept to be thrown
+// by the next call that waits for the device, as CUDA keeps a kernel fault for later calls.
+std::exception_ptr sticky;
+
 // Runs the pending work of `streams` (every stream when empty) in submission order. Work on the
 // legacy default stream is ordered with every blocking stream, as in CUDA, so waiting for one of
 // them waits for all of them. Work that throws discards what was still pending on those streams, as
 // a kernel fault ends a CUDA context.
 void flush(std::set<cudaStream_t> streams) {
+  if (sticky) std::rethrow_exception(std::exchange(sticky, nullptr));
   State& s = state();
   if (streams.contains(nullptr) || std::any_of(streams.begin(), streams.end(), [&](cudaStream_t st) {
         std::lock_guard lock(s.mu);
@@ -156,6 +163,16 @@ void flush(std::set<cudaStream_t> streams) {
 }
 void flush_stream(cudaStream_t stream) { flush({stream}); }
 void flush_all() { flush({}); }
+// For the calls that destructors make (their errors are ignored there): the error is reported now
+// and thrown by the next synchronizing call.
+void flush_in_destructor(const char* call, std::set<cudaStream_t> streams = {}) {
+  try {
+    flush(std::move(streams));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cuda emulation: work that ran at %s failed: %s\n", call, e.what());
+    sticky = std::current_exception();
+  }
+}
 
 bool is_pinned(const void* p) {
   State& s = state();
@@ -364,12 +381,12 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
 // cudaFree and cudaFreeHost wait for the device (work still pending on the memory completes).
 cudaError_t cudaFree(void* p) {
   if (const cudaError_t e = refuse_if_capturing("cudaFree"); e != cudaSuccess) return e;
-  flush_all();
+  flush_in_destructor("cudaFree");
   return release(p, Kind::kDevice, "cudaFree");
 }
 cudaError_t cudaMallocHost(void** p, size_t bytes) { return allocate(p, bytes, Kind::kPinned); }
 cudaError_t cudaFreeHost(void* p) {
-  flush_all();
+  flush_in_destructor("cudaFreeHost");
   return release(p, Kind::kPinned, "cudaFreeHost");
 }
 
@@ -454,7 +471,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
     if (!s.streams.contains(stream)) return fail(cudaErrorInvalidResourceHandle);
     if (s.capturing.contains(stream)) throw Error("cuda emulation: cudaStreamDestroy of a stream being captured");
   }
-  flush_stream(stream);
+  flush_in_destructor("cudaStreamDestroy", {stream});
   std::lock_guard lock(s.mu);
   s.streams.erase(stream);
   s.blocking.erase(stream);
@@ -486,6 +503,7 @@ cudaError_t cudaEventCreate(cudaEvent_t* event) {
 }
 
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  if (event != nullptr && !event->recorded) flush_in_destructor("cudaEventDestroy");  // a record may be pending
   delete event;
   return cudaSuccess;
 }
@@ -538,14 +556,14 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
 
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
   if (graph == nullptr) return fail(cudaErrorInvalidValue);
-  *exec = new CUgraphExec_st{graph->work};
+  *exec = new CUgraphExec_st{std::make_shared<const std::vector<std::function<void()>>>(graph->work)};
   return cudaSuccess;
 }
 
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   if (exec == nullptr) return fail(cudaErrorInvalidValue);
-  submit(stream, [exec] {
-    for (const auto& work : exec->work) work();
+  submit(stream, [work = exec->work] {
+    for (const auto& w : *work) w();
   });
   return cudaSuccess;
 }
