@@ -26,6 +26,10 @@ Also writes tests/fixtures/train/tokenized/: two directories in the data pipelin
 written with numpy (tokens.npy as <u4 in one and <i4 in the other, the index arrays <i8) and
 expected.json listing each sample's instruction and response ids, for tests/runtime/data_test.cpp.
 
+Also writes tests/fixtures/train/step_init/: the same batch and cases with the weights at an init's
+width (1/sqrt(fan_in) instead of 1.5/sqrt(fan_in)), a well-conditioned recurrence, for the bf16 CUDA
+backend's comparison (the wide fixture amplifies bf16 rounding ~100-fold in its long backward chains).
+
 Re-run: python3 scripts/make_train_fixture.py   (made with torch 2.15.0, transformers 5.23.0, CPU)
 """
 import json
@@ -39,7 +43,7 @@ IGNORE = -100
 LR, WD, BETAS = 1e-3, 0.1, (0.9, 0.95)
 
 
-def make_model():
+def make_model(width=1.5):
     torch.manual_seed(1234)
     cfg = HrmTextConfig(hidden_size=32, intermediate_size=64, num_attention_heads=2, head_dim=16,
                         num_layers_per_stack=2, H_cycles=2, L_cycles=3, vocab_size=256,
@@ -55,7 +59,7 @@ def make_model():
                 p.copy_(torch.randn_like(p) / 32 ** 0.5)
             else:
                 # Wider than an init so the loss and gradients are far from trivial.
-                p.copy_(torch.randn_like(p) * (1.5 / p.shape[1] ** 0.5))
+                p.copy_(torch.randn_like(p) * (width / p.shape[1] ** 0.5))
     return model
 
 
@@ -171,13 +175,12 @@ def make_tokenized():
         json.dump(expected, f)
 
 
-def main():
-    make_tokenized()
-    os.makedirs(OUT, exist_ok=True)
-    model = make_model()
-    model.save_pretrained(OUT, safe_serialization=True)
+def write_step(out, width):
+    os.makedirs(out, exist_ok=True)
+    model = make_model(width)
+    model.save_pretrained(out, safe_serialization=True)
     for extra in ("generation_config.json",):
-        path = os.path.join(OUT, extra)
+        path = os.path.join(out, extra)
         if os.path.exists(path):
             os.remove(path)
     samples = make_samples()
@@ -207,9 +210,15 @@ def main():
                 for idx in torch.randint(0, flat.numel(), (2,), generator=gen).tolist():
                     case["adam"]["updated"].append({"tensor": name, "index": idx, "value": flat[idx].item()})
         cases.append(case)
-    with open(os.path.join(OUT, "expected.json"), "w") as f:
+    with open(os.path.join(out, "expected.json"), "w") as f:
         json.dump({"samples": [{"instruction": i, "response": r} for i, r in samples], "cases": cases}, f, indent=1)
-    print("losses", [c["loss"] for c in cases])
+    print(os.path.basename(out), "losses", [c["loss"] for c in cases])
+
+
+def main():
+    make_tokenized()
+    write_step(OUT, 1.5)
+    write_step(os.path.join(OUT, "..", "step_init"), 1.0)
 
 
 if __name__ == "__main__":

@@ -551,54 +551,55 @@ TEST_F(CudaTrain, TrainerStepsFollowTheCpuTrainer) {
 }
 
 // The third check of the gradients: the CUDA backend against PyTorch (transformers' HrmText modules
-// driven like the reference trainer; the fixture TrainStep.MatchesPyTorch holds the CPU to 1e-5, made
-// by scripts/make_train_fixture.py), at bf16 tolerances.
+// driven like the reference trainer; TrainStep.MatchesPyTorch holds the CPU to 1e-5 on both fixtures,
+// made by scripts/make_train_fixture.py), at bf16 tolerances.
 //
-// The fixture's weights are 1.5x wider than an init (so that its gradients are far from trivial),
-// which makes its recurrence ill-conditioned: at bp_steps 8 a relative perturbation of the weights of
-// 1e-6 moves the CPU's gradients by 1.1e-4, and rounding only the weights to bf16 moves the CPU's
-// gradient norms by 5.5% from PyTorch's. Measured under the host emulation (tests/emu/), the backend's
-// worst norm is 6.7% off at bp_steps 2 and 3 but 15-17% at 5 and 8 (and 6% there when the emulated
-// attention rounds P and dS to bf16 as the kernels do: which rounding errors get amplified is luck),
-// while on the same model with the weights scaled to an init's width (x2/3) it stays within 1.6e-2 of
-// the CPU at every bp_steps. So the long backward chains are held to kTolFixtureDeep; a wrong op or a
-// missed invocation still moves the norms by O(1).
-constexpr double kTolFixtureDeep = 0.25;
-
-TEST_F(CudaTrain, MatchesThePyTorchFixture) {
-  const auto dir = test::fixtures() / "train" / "step";
-  const Model model = Model::load(dir);
-  const ModelConfig& cfg = model.config();
-  const rapidjson::Document doc = test::read_json(dir / "expected.json");
-  PackedBatch batch;
-  const auto ids = [](const rapidjson::Value& a) {
-    std::vector<TokenId> out;
-    for (const auto& v : a.GetArray()) out.push_back(v.GetInt());
-    return out;
-  };
-  for (const auto& smp : doc["samples"].GetArray()) batch.add_sample(ids(smp["instruction"]), ids(smp["response"]));
-  auto gpu = make_cuda_train_backend();
-  for (const auto& cs : doc["cases"].GetArray()) {
-    const int64_t bp = cs["bp_steps"].GetInt64();
-    ModelWeights grads = zeros_like(model.weights());
-    const LossResult r = gpu->forward_backward(cfg, model.weights(), batch, bp, &grads, 0);
-    const double want_loss = cs["loss"].GetDouble();
-    EXPECT_NEAR(r.loss, want_loss, 1e-2 * want_loss) << "bp_steps " << bp;
-    std::map<std::string, std::vector<float>*> by_name;
-    for (NamedTensor& t : trainable_tensors(grads)) by_name[t.name] = t.data;
-    double worst = 0;
-    std::string worst_name;
-    for (const auto& m : cs["grad_norms"].GetObject()) {
-      ASSERT_TRUE(by_name.count(m.name.GetString())) << m.name.GetString();
-      double got = 0;
-      for (float x : *by_name[m.name.GetString()]) got += double{x} * x;
-      got = std::sqrt(got);
-      const double want = m.value.GetDouble(), err = want == 0 ? got : std::abs(got - want) / want;
-      if (err > worst) worst = err, worst_name = m.name.GetString();
+// `step_init` (weights at an init's width) is checked at every bp_steps. `step` (weights 1.5x wider,
+// so that its gradients are far from trivial) makes the recurrence ill-conditioned: at bp_steps 8 a
+// relative perturbation of the weights of 1e-6 moves the CPU's gradients by 1.1e-4, and rounding only
+// the weights to bf16 moves the CPU's gradient norms 5.5% from PyTorch's. Under the host emulation
+// (tests/emu/) the backend's worst norm there is 6.7% off at bp_steps 2 and 3 but 15-17% at 5 and 8
+// (6% when the emulated attention rounds P and dS to bf16 as the kernels do: which rounding errors the
+// chain amplifies is luck). So `step` is checked only on the short chains, where bf16 is not amplified
+// past kTolModel; a wrong op or a missed invocation moves the norms by O(1) on either fixture.
+TEST_F(CudaTrain, MatchesThePyTorchFixtures) {
+  for (const auto& [name, max_bp] : {std::pair<const char*, int64_t>{"step_init", 8}, {"step", 3}}) {
+    const auto dir = test::fixtures() / "train" / name;
+    const Model model = Model::load(dir);
+    const ModelConfig& cfg = model.config();
+    const rapidjson::Document doc = test::read_json(dir / "expected.json");
+    PackedBatch batch;
+    const auto ids = [](const rapidjson::Value& a) {
+      std::vector<TokenId> out;
+      for (const auto& v : a.GetArray()) out.push_back(v.GetInt());
+      return out;
+    };
+    for (const auto& smp : doc["samples"].GetArray())
+      batch.add_sample(ids(smp["instruction"]), ids(smp["response"]));
+    auto gpu = make_cuda_train_backend();
+    for (const auto& cs : doc["cases"].GetArray()) {
+      const int64_t bp = cs["bp_steps"].GetInt64();
+      if (bp > max_bp) continue;
+      ModelWeights grads = zeros_like(model.weights());
+      const LossResult r = gpu->forward_backward(cfg, model.weights(), batch, bp, &grads, 0);
+      const double want_loss = cs["loss"].GetDouble();
+      EXPECT_NEAR(r.loss, want_loss, 1e-2 * want_loss) << name << ", bp_steps " << bp;
+      std::map<std::string, std::vector<float>*> by_name;
+      for (NamedTensor& t : trainable_tensors(grads)) by_name[t.name] = t.data;
+      double worst = 0;
+      std::string worst_name;
+      for (const auto& m : cs["grad_norms"].GetObject()) {
+        ASSERT_TRUE(by_name.count(m.name.GetString())) << m.name.GetString();
+        double got = 0;
+        for (float x : *by_name[m.name.GetString()]) got += double{x} * x;
+        got = std::sqrt(got);
+        const double want = m.value.GetDouble(), err = want == 0 ? got : std::abs(got - want) / want;
+        if (err > worst) worst = err, worst_name = m.name.GetString();
+      }
+      std::printf("  %s, bp_steps %lld: loss %.6f (torch %.6f), worst gradient-norm rel err %.2e (%s)\n", name,
+                  static_cast<long long>(bp), r.loss, want_loss, worst, worst_name.c_str());
+      EXPECT_LT(worst, kTolModel) << name << ", bp_steps " << bp << ": gradient norm of " << worst_name;
     }
-    std::printf("  bp_steps %lld: loss %.6f (torch %.6f), worst gradient-norm rel err %.2e (%s)\n",
-                static_cast<long long>(bp), r.loss, want_loss, worst, worst_name.c_str());
-    EXPECT_LT(worst, bp <= 3 ? kTolModel : kTolFixtureDeep) << "bp_steps " << bp << ": gradient norm of " << worst_name;
   }
 }
 

@@ -1,6 +1,7 @@
 // One training step against PyTorch: loss, per-tensor gradient norms, raw gradient entries and the
 // weights after one Adam-atan2 step, for a packed batch through transformers' HrmTextForCausalLM
-// driven like the reference trainer (fixture: scripts/make_train_fixture.py).
+// driven like the reference trainer (fixtures: scripts/make_train_fixture.py; `step` has weights 1.5x
+// an init's width, `step_init` an init's width).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -27,8 +28,10 @@ double norm(const std::vector<float>& v) {
   return std::sqrt(s);
 }
 
-TEST(TrainStep, MatchesPyTorch) {
-  const auto dir = test::fixtures() / "train" / "step";
+class TrainStep : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(TrainStep, MatchesPyTorch) {
+  const auto dir = test::fixtures() / "train" / GetParam();
   Model model = Model::load(dir);
   const ModelConfig& cfg = model.config();
   const rapidjson::Document doc = test::read_json(dir / "expected.json");
@@ -103,6 +106,8 @@ TEST(TrainStep, MatchesPyTorch) {
     EXPECT_LT(worst, 1e-5);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, TrainStep, ::testing::Values("step", "step_init"));
 
 }  // namespace
 }  // namespace hrm
