@@ -138,8 +138,10 @@ class TrainBackend {
   virtual ~TrainBackend() = default;
   virtual std::string name() const = 0;
   // As cpu_forward_backward, `grad_tokens` included. A backend may keep its own copy of the weights
-  // (the CUDA one keeps bf16 copies on the GPU): it refreshes it when `w` is another object than on the
-  // last call, or after weights_updated(); so whoever changes the weights in place calls that.
+  // (the CUDA one keeps bf16 copies on the GPU): it refreshes it when `w` is at another address than on
+  // the last call, or after weights_updated(). Objects are told apart by address only, so whoever
+  // changes the weights in place, or passes new weights that may sit where the old ones were (a
+  // destroyed object's storage reused), calls weights_updated() first.
   virtual LossResult forward_backward(const ModelConfig& cfg, const ModelWeights& w, const PackedBatch& batch,
                                       int64_t bp_steps, ModelWeights* grads, int64_t grad_tokens) = 0;
   // The weights passed to forward_backward have changed in place (the trainer calls it after each
