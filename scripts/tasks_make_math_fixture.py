@@ -13,11 +13,21 @@ Oracle call: verify(parse("\\boxed{" + gold + "}"), parse("\\boxed{" + pred + "}
 (benchmarks.py MATH) passes the bare boxed contents to parse(), which extracts nothing from ~9% of
 the gold answers (e.g. "\\dfrac{9}{7}"); docs/SCORING.md explains why we wrap them.
 
+--unboxed writes tests/fixtures/tasks/math_unboxed_parity.jsonl instead: whole replies WITHOUT a
+closed \\boxed{} ("The answer is X", "The answer is $X$", "Final answer: X", chains of thought
+with other numbers before the answer, \\(X\\), \\[X\\], $$X$$, unclosed "\\boxed{X", unbraced
+"\\boxed X", and/or lists, percentages, replies with no answer), right and wrong. Its oracle is the
+reference's own call on the whole reply: ans = last_boxed_only_string(reply); invalid = ans is
+None; eq = verify(parse("\\boxed{" + gold + "}"), parse(reply if invalid else "\\boxed{" + ans + "}")),
+i.e. math_verify's free-text extraction decides what the reply's answer is. Line format:
+{"d": doc_id, "k": reply form, "p": reply, "inv": 0|1, "eq": 0|1}.
+
 Not for DROP (tasks_make_drop_fixture.py).
 
 Setup (once): python3 -m venv /tmp/tasks-venv && /tmp/tasks-venv/bin/pip install math-verify
 Usage: /tmp/tasks-venv/bin/python scripts/tasks_make_math_fixture.py [--data DIR] [--out FILE] [--cases N]
-Line format: {"d": doc_id, "k": rewrite kind, "p": prediction, "eq": 0|1}
+       /tmp/tasks-venv/bin/python scripts/tasks_make_math_fixture.py --unboxed
+Line format (default): {"d": doc_id, "k": rewrite kind, "p": prediction, "eq": 0|1}
 """
 import argparse
 import json
@@ -88,18 +98,104 @@ def rewrites(g, rng, other):
     return out
 
 
+UNBOXED_SEED = 20261125  # the committed unboxed fixture's seed (--seed overrides)
+UNBOXED_PER_FORM = 110
+# The three forms measured on all 5,000 golds in docs/SCORING.md get more rows.
+UNBOXED_HEAVY = {"answer_is": 3, "answer_is_dollar": 3, "unclosed_box": 3}
+
+# Reply templates: {a} is the answer written as the gold is (or a wrong one), {w} another answer.
+UNBOXED_FORMS = {
+    "answer_is": "The answer is {a}",
+    "answer_is_period": "The answer is {a}.",
+    "answer_is_dollar": "The answer is ${a}$",
+    "answer_is_dollar_period": "Therefore, the answer is ${a}$.",
+    "final_colon": "Final answer: {a}",
+    "final_colon_dollar": "Final Answer: ${a}$",
+    "final_colon_newline": "So we are done.\nAnswer:\n{a}",
+    "minerva": "Final Answer: The final answer is ${a}$. I hope it is correct.",
+    "final_is": "We simplify and check both cases. The final answer is {a}",
+    "cot_numbers": "We have 3 apples and 12 pears, so 15 fruits in total. Hence we get {a}.",
+    "cot_dollar": "First $x = 2$, then $y = 7$. So the result is ${a}$.",
+    "cot_eq": "Adding 4 to both sides, 2x = 10 - 4 = 6, so the result is {a}",
+    "answer_then_numbers": "The answer is {a}, since 2 + 2 = 4 and 3 > 1.",
+    "answer_is_eq": "The answer is x = {a}",
+    "paren": "Thus \\({a}\\).",
+    "bracket": "Putting it together,\n\\[{a}\\]",
+    "display_dollar": "We get $$ {a} $$",
+    "spaced_bracket": "The value is [ {a} ] here.",
+    "unclosed_box": "so \\boxed{{{a}",
+    "unclosed_after_box": "\\boxed{{{w}}} or rather \\boxed{{{a}",
+    "unbraced_box": "so the final result is \\boxed {a}",
+    "dollar_and": "The solutions are ${w}$ and ${a}$",
+    "percent": "The answer is {a}%",
+    "percent_word": "The rate is {a} percent.",
+    "no_answer": "I am not sure how to solve this problem.",
+    "no_answer_numbers": "There are 2 cases to consider, and case 1 is harder.",
+}
+
+
+def unboxed_cases(golds, rng, per_form):
+    """(doc_id, form, reply) triples: every form on random golds, two in three with the gold itself."""
+    docs = [d for d, g in enumerate(golds) if g is not None]
+    out = []
+    for form in sorted(UNBOXED_FORMS):
+        for _ in range(per_form * UNBOXED_HEAVY.get(form, 1)):
+            d = rng.choice(docs)
+            g = golds[d]
+            a = g
+            if rng.random() < 1 / 3:  # a wrong answer: another row's, or one digit changed
+                digits = [i for i, c in enumerate(g) if c.isdigit()]
+                if digits and rng.random() < 0.5:
+                    i = rng.choice(digits)
+                    a = g[:i] + str((int(g[i]) + 1) % 10) + g[i + 1:]
+                else:
+                    a = golds[rng.choice(docs)]
+            w = golds[rng.choice(docs)]
+            out.append((d, form, UNBOXED_FORMS[form].format(a=a, w=w)))
+    return out
+
+
+def write_unboxed(args, golds):
+    rng = random.Random(args.seed)
+    cases = unboxed_cases(golds, rng, args.cases)
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"_comment": f"made by scripts/tasks_make_math_fixture.py --unboxed with math-verify "
+                            f"{getattr(math_verify, '__version__', '?')}; seed {args.seed}; gold = last \\boxed{{}} of "
+                            f"math/{args.split}.jsonl row d; box = last_boxed_only_string(p); inv = box is None; "
+                            "eq = verify(parse('\\\\boxed{'+gold+'}'), parse(p if inv else '\\\\boxed{'+box+'}'))"},
+                           ensure_ascii=False) + "\n")
+        for d, form, p in cases:
+            box = last_boxed(p)
+            inv = box is None
+            eq = verify(parse("\\boxed{" + golds[d] + "}"), parse(p if inv else "\\boxed{" + box + "}"))
+            f.write(json.dumps({"d": d, "k": form, "p": p, "inv": int(inv), "eq": int(bool(eq))},
+                               ensure_ascii=False) + "\n")
+    print(f"wrote {len(cases)} cases to {args.out}", file=sys.stderr)
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=os.path.join(here, "..", "..", "shared", "data", "benchmarks"))
-    ap.add_argument("--out", default=os.path.join(here, "..", "tests", "fixtures", "tasks", "math_parity.jsonl"))
-    ap.add_argument("--cases", type=int, default=6000)
-    ap.add_argument("--seed", type=int, default=SEED, help="a different seed gives a held-out set")
+    ap.add_argument("--out", help="default tests/fixtures/tasks/math_parity.jsonl (math_unboxed_parity.jsonl)")
+    ap.add_argument("--cases", type=int, help="default 6000 (--unboxed: rows per reply form, 110)")
+    ap.add_argument("--seed", type=int, help="a different seed gives a held-out set")
     ap.add_argument("--split", default="test", help="gold answers from math/<split>.jsonl (train: a held-out set)")
+    ap.add_argument("--unboxed", action="store_true", help="whole replies without a closed \\boxed{}")
     args = ap.parse_args()
+    fixtures = os.path.join(here, "..", "tests", "fixtures", "tasks")
+    if args.out is None:
+        args.out = os.path.join(fixtures, "math_unboxed_parity.jsonl" if args.unboxed else "math_parity.jsonl")
+    if args.cases is None:
+        args.cases = UNBOXED_PER_FORM if args.unboxed else 6000
+    if args.seed is None:
+        args.seed = UNBOXED_SEED if args.unboxed else SEED
     rng = random.Random(args.seed)
     rows = [json.loads(l) for l in open(os.path.join(args.data, f"math/{args.split}.jsonl"), encoding="utf-8")]
     golds = [last_boxed(r["solution"]) for r in rows]
+    if args.unboxed:
+        write_unboxed(args, golds)
+        return
     candidates = []
     for d, g in enumerate(golds):
         if g is None:  # a train solution using the "\\boxed 5" form has no braced gold
@@ -121,7 +217,7 @@ def main():
     with open(args.out, "w", encoding="utf-8") as f:
         f.write(json.dumps({"_comment": f"made by scripts/tasks_make_math_fixture.py with math-verify "
                             f"{getattr(math_verify, '__version__', '?')}; seed {args.seed}; gold = last \\boxed{{}} of "
-                            f"math/{args.split}.jsonl row d; eq = verify(parse('\\\\boxed{'+gold+'}'), "
+                            f"math/{args.split}.jsonl row d; eq = verify(parse('\\\\boxed{{'+gold+'}}'), "
                             "parse('\\\\boxed{'+p+'}'))"}, ensure_ascii=False) + "\n")
         for d, kind, p in chosen:
             eq = verify(parse("\\boxed{" + golds[d] + "}"), parse("\\boxed{" + p + "}"))

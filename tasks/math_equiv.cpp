@@ -787,23 +787,16 @@ Answer prepare(std::string_view s) {
 
 MathExtraction math_extract(std::string_view generation) {
   auto boxed = last_boxed_only_string(generation);
-  if (boxed) return {*boxed, false};
-  // No braced box: benchmarks.py scores the whole text with math_verify, whose own extraction
-  // reads "\boxed 5"; we take the last such answer (a manual scan: the text is untrusted and long).
-  std::string text(generation);
-  constexpr std::string_view kBoxed = "\\boxed";
-  std::string last;
-  for (std::size_t p = text.find(kBoxed); p != std::string::npos; p = text.find(kBoxed, p + 1)) {
-    std::size_t i = p + kBoxed.size();
-    if (i >= text.size() || !std::isspace(static_cast<unsigned char>(text[i]))) continue;
-    while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
-    std::size_t j = i;
-    while (j < text.size() && !std::isspace(static_cast<unsigned char>(text[j])) && text[j] != '$') ++j;
-    if (j > i) last = text.substr(i, j - i);
-  }
-  while (!last.empty() && (last.back() == '.' || last.back() == ',')) last.pop_back();
-  if (!last.empty()) return {last, true};
-  return {text, true};
+  if (boxed) return {*boxed, false, true};
+  // No braced box: benchmarks.py counts the item invalid and scores math_verify's own
+  // extraction from the whole text.
+  auto free = math_free_text_answer(generation);
+  if (!free) return {"", true, false};
+  return {*free, true, true};
+}
+
+bool math_correct(std::string_view gold, const MathExtraction& extraction) {
+  return extraction.found && math_equivalent(gold, extraction.answer);
 }
 
 bool math_equivalent(std::string_view gold, std::string_view prediction) {

@@ -39,13 +39,22 @@ DropScore drop_metrics(const std::vector<std::string>& predicted, const DropAnsw
 // process_results(doc, [prediction]): max over the non-blank gold answers.
 DropScore drop_score(std::string_view prediction, const std::vector<DropAnswer>& golds);
 
-// MATH: the answer math_verify is given. The last `\boxed{}`/`\fbox{}` content, or math_verify's
-// own forms (`\boxed 5`, `$...$`) when there is none; `invalid` says no boxed answer was found.
+// MATH: the answer judged for one generation. benchmarks.py takes the last `\boxed{}`/`\fbox{}`
+// content (last_boxed_only_string); when there is none it counts the item invalid and lets
+// math_verify.parse find an answer in the whole text (math_free_text_answer). `found` is false
+// when math_verify would extract nothing: such a reply is never correct.
 struct MathExtraction {
   std::string answer;
   bool invalid = false;
+  bool found = true;
 };
 MathExtraction math_extract(std::string_view generation);
+// math_verify.parse's answer in a reply without a closed \boxed{} (priorities, "answer" anchors,
+// LaTeX environments, numbers: see math_free_text.cpp), as text for math_equivalent; nullopt when
+// it extracts nothing that parses.
+std::optional<std::string> math_free_text_answer(std::string_view text);
+// The reference's MATH verdict on one generation: the extracted answer is equivalent to the gold.
+bool math_correct(std::string_view gold, const MathExtraction& extraction);
 // Mathematical equivalence of two answers (LaTeX, without \boxed), approximating math_verify.
 bool math_equivalent(std::string_view gold, std::string_view prediction);
 

@@ -216,7 +216,7 @@ class MathSuite final : public Suite {
     s.target = target(i);
     MathExtraction ex = math_extract(gen);
     if (!ex.invalid) s.extracted = ex.answer;
-    bool ok = math_equivalent(s.target, ex.answer);
+    bool ok = math_correct(s.target, ex);
     s.metrics = {{"acc", ok ? 1.0 : 0.0}, {"invalid", ex.invalid ? 1.0 : 0.0}};
     return s;
   }

@@ -1,6 +1,8 @@
 // MATH equivalence against math_verify on tests/fixtures/tasks/math_parity.jsonl (made by
 // scripts/tasks_make_math_fixture.py): at least 99% agreement, every disagreement printed (and
-// listed in docs/SCORING.md). Plus hand-checked cases of the rules in scoring.h.
+// listed in docs/SCORING.md). Whole replies without a closed \boxed{} against the reference's
+// scoring (math_verify's free-text extraction) on math_unboxed_parity.jsonl (made by the same
+// script with --unboxed), the same way. Plus hand-checked cases of the rules in scoring.h.
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -27,7 +29,31 @@ TEST(MathScoring, LastBoxedOnlyString) {
   EXPECT_FALSE(hrm::tasks::last_boxed_only_string("no box").has_value());
   auto ex = hrm::tasks::math_extract("so it is \\boxed 5.");
   EXPECT_TRUE(ex.invalid);  // no braced box: counted invalid, like the reference
-  EXPECT_TRUE(math_equivalent("5", ex.answer));
+  EXPECT_TRUE(hrm::tasks::math_correct("5", ex));
+}
+
+// math_verify.parse on free text (values checked with math-verify 0.9.0).
+TEST(MathScoring, FreeTextAnswers) {
+  auto answer = [](const char* text) { return hrm::tasks::math_free_text_answer(text).value_or("<none>"); };
+  EXPECT_EQ(answer("The answer is 5"), "5");
+  EXPECT_EQ(answer("The answer is $\\frac{1}{2}$."), "\\frac{1}{2}");
+  EXPECT_EQ(answer("The answer is 3 4"), "3");            // "answer ... X" takes the first number after it
+  EXPECT_EQ(answer("The answer is 5, since 2 + 2 = 4"), "4");  // ... unless an '=' follows within 100 characters
+  EXPECT_EQ(answer("answer: 12 = x"), "1");               // (?!\s*=) backtracks into the number
+  EXPECT_EQ(answer("The answer is 2,3"), "2.3");          // a decimal comma
+  EXPECT_EQ(answer("The answer is 1 234"), "1234");       // a thousands separator
+  EXPECT_EQ(answer("\\boxed 10\\sqrt 2"), "2");           // the last number: unbraced \boxed is not special
+  EXPECT_EQ(answer("so \\boxed{\\frac{1}{2}"), "\\frac{1}{2}");
+  EXPECT_EQ(answer("\\boxed{3} then \\boxed{4"), "3");       // "\boxed{.+}" up to the last '}'
+  EXPECT_EQ(answer("Final Answer: The final answer is $7$. I hope it is correct."), "7");
+  EXPECT_EQ(answer("We get $1$ and $2$"), "1, 2");       // environments joined by "and" form a set
+  EXPECT_EQ(answer("The answer is 50%"), "50\\%");
+  EXPECT_EQ(answer("I do not know"), "<none>");
+  EXPECT_EQ(answer("so \\boxed{5"), "<none>");
+  auto none = hrm::tasks::math_extract("I do not know");
+  EXPECT_TRUE(none.invalid);
+  EXPECT_FALSE(none.found);
+  EXPECT_FALSE(hrm::tasks::math_correct("5", none));
 }
 
 TEST(MathScoring, EquivalentRewrites) {
@@ -88,6 +114,44 @@ TEST(MathScoring, AgreesWithMathVerifyOnFixture) {
   std::printf("MATH parity: %zu cases, %zu agree (%.2f%%)\n", cases, agree, 100 * rate);
   EXPECT_GE(cases, 5000u);
   EXPECT_GE(rate, kRequiredAgreement);
+}
+
+// Free-text agreement required on math_unboxed_parity.jsonl (measured: see docs/SCORING.md).
+constexpr double kRequiredUnboxedAgreement = 0.99;
+
+TEST(MathScoring, AgreesWithReferenceOnUnboxedReplies) {
+  std::vector<std::string> golds;
+  hrm::tasks::for_each_row((hrm::tasks::testing::data_dir() / "math/test.jsonl").string(),
+                           [&](const hrm::tasks::Row& r) { golds.push_back(gold_of(r.string("solution"))); });
+  std::ifstream f(hrm::tasks::testing::fixtures_dir() / "tasks/math_unboxed_parity.jsonl");
+  ASSERT_TRUE(f) << "missing fixture; run scripts/tasks_make_math_fixture.py --unboxed";
+  std::string line;
+  std::size_t cases = 0, agree = 0, invalid_agree = 0;
+  while (std::getline(f, line)) {
+    rapidjson::Document d;
+    d.Parse(line.c_str());
+    ASSERT_FALSE(d.HasParseError());
+    if (!d.HasMember("eq")) continue;
+    ++cases;
+    const std::string& gold = golds.at(d["d"].GetUint64());
+    std::string reply = d["p"].GetString();
+    auto ex = hrm::tasks::math_extract(reply);
+    bool oracle = d["eq"].GetInt() != 0;
+    bool ours = hrm::tasks::math_correct(gold, ex);
+    if (ex.invalid == (d["inv"].GetInt() != 0)) ++invalid_agree;
+    if (ours == oracle) {
+      ++agree;
+    } else {
+      std::printf("MATH unboxed disagreement [%s] doc %d: gold '%s' reply '%s' (ours judged '%s'): reference %d, ours %d\n",
+                  d["k"].GetString(), d["d"].GetInt(), gold.c_str(), reply.c_str(),
+                  ex.found ? ex.answer.c_str() : "<nothing>", oracle, ours);
+    }
+  }
+  double rate = cases ? static_cast<double>(agree) / static_cast<double>(cases) : 0;
+  std::printf("MATH unboxed parity: %zu cases, %zu agree (%.2f%%)\n", cases, agree, 100 * rate);
+  EXPECT_GE(cases, 3000u);
+  EXPECT_EQ(invalid_agree, cases);  // the invalid count is the reference's exactly
+  EXPECT_GE(rate, kRequiredUnboxedAgreement);
 }
 
 }  // namespace
