@@ -81,7 +81,15 @@ std::string strip_text_groups(std::string s) {
       bool letter = py::strip(inner).size() == 1 && std::isalpha(static_cast<unsigned char>(py::strip(inner)[0]));
       bool keep = only_space(rest) || letter || c == "\\mathrm" || c == "\\mathbf" || c == "\\operatorname" ||
                   c == "\\textbf" || c == "\\textit";
-      s = s.substr(0, p) + (keep ? inner : std::string(" ")) + s.substr(close + 1);
+      std::size_t after = close + 1;
+      if (!keep) {
+        // A dropped unit takes its power along: "45 \text{ units}^2" is 45 to math_verify.
+        static const std::regex kUnitPower(R"(^\^(\{\d\}|\d))");
+        std::smatch m;
+        std::string tail = s.substr(after, 4);
+        if (std::regex_search(tail, m, kUnitPower)) after += static_cast<std::size_t>(m.length(0));
+      }
+      s = s.substr(0, p) + (keep ? inner : std::string(" ")) + s.substr(after);
     }
   }
   return s;
@@ -116,6 +124,10 @@ Normalized normalize(std::string_view in) {
   replace_all(s, "\\dfrac", "\\frac");
   replace_all(s, "\\tfrac", "\\frac");
   replace_all(s, "\\cfrac", "\\frac");
+  // Mixed numbers: latex2sympy reads "1\frac{4}{5}" and "2 \frac12" as 9/5 and 5/2 (a sign
+  // applies to the whole: "-1\frac{4}{5}" is -9/5), not as products.
+  static const std::regex kMixed(R"((^|[^\w.}])(-?)(\d+)\s*\\frac(?:\{(\d+)\}\{(\d+)\}|(\d)(\d)))");
+  if (s.find("\\frac") != std::string::npos) s = std::regex_replace(s, kMixed, "$1$2($3+\\frac{$4$6}{$5$7})");
   // math_normalization.py removes "\!" with the spaces after it ("25,\!000" -> "25,000").
   static const std::regex kNegSpace(R"(\\!\s*)");
   if (s.find("\\!") != std::string::npos) s = std::regex_replace(s, kNegSpace, "");
@@ -315,7 +327,7 @@ class Parser {
       if (is_op("*") || is_cmd("\\cdot") || is_cmd("\\times")) {
         ++i_;
         left = make(Node::Kind::Mul, {left, unary()});
-      } else if (is_op("/") || is_cmd("\\div")) {
+      } else if (is_op("/") || is_cmd("\\div") || is_op(":")) {  // latex2sympy reads "3:2" as 3/2
         ++i_;
         left = make(Node::Kind::Div, {left, unary()});
       } else if (starts_atom() && !is_op("|")) {
@@ -753,6 +765,10 @@ bool equal(const Answer& g, const Answer& p) {
     return false;
   }
   if (g.kind != p.kind) {
+    // A bare list is compared with a tuple or an open interval element by element, in order:
+    // "(1, 2, 3)" equals "1, 2, 3" but not "3, 2, 1" (math_verify's set/tuple comparison).
+    auto paren = [](const Answer& a) { return a.kind == K::Seq && a.open == '(' && a.close == ')'; };
+    if ((paren(g) && p.kind == K::Set) || (g.kind == K::Set && paren(p))) return items_equal_ordered(g, p);
     // A one-element set equals its element.
     if (g.kind == K::Set && g.items.size() == 1) return equal(g.items[0], p);
     if (p.kind == K::Set && p.items.size() == 1) return equal(g, p.items[0]);
@@ -787,16 +803,26 @@ Answer prepare(std::string_view s) {
 
 MathExtraction math_extract(std::string_view generation) {
   auto boxed = last_boxed_only_string(generation);
-  if (boxed) return {*boxed, false, true};
+  if (boxed) return {*boxed, false, true, false, {}};
   // No braced box: benchmarks.py counts the item invalid and scores math_verify's own
   // extraction from the whole text.
-  auto free = math_free_text_answer(generation);
-  if (!free) return {"", true, false};
-  return {*free, true, true};
+  return math_free_text_answer(generation);
 }
 
 bool math_correct(std::string_view gold, const MathExtraction& extraction) {
-  return extraction.found && math_equivalent(gold, extraction.answer);
+  // verify() also compares the strings: the first match's text equal to the gold's counts even
+  // when the values differ or did not parse ("62.8%" against 62.8). Both strings are normalised
+  // by math_verify; we compare them stripped.
+  if (!extraction.fallback.empty() && py::strip(extraction.fallback) == py::strip(gold)) return true;
+  if (!extraction.found) return false;
+  if (!extraction.percent) return math_equivalent(gold, extraction.answer);
+  // convert_to_pct gives answer * 1/100. math_verify's numeric comparison reads a percentage of
+  // an integer as the integer itself against an integer gold ("9%" equals 9, not 0.09), and
+  // divides by 100 otherwise; a minus sign is kept either way ("-80%" equals -80).
+  static const std::regex kInteger(R"(\s*-?\d+\s*)");
+  if (std::regex_match(extraction.answer, kInteger) && std::regex_match(std::string(gold), kInteger))
+    return math_equivalent(gold, extraction.answer);
+  return math_equivalent(gold, "\\frac{" + extraction.answer + "}{100}");
 }
 
 bool math_equivalent(std::string_view gold, std::string_view prediction) {

@@ -607,14 +607,13 @@ std::string last_box_content(std::string_view m) {
 }
 
 // A number match as extract_expr builds it: separators dropped, leading zeros stripped, a decimal
-// comma read as a point; a percentage marked for math_equivalent ("\%").
+// comma read as a point (the percent sign is reported separately).
 std::string number_text(const Scanner& sc, const Captures& c) {
   std::string out;
   for (char ch : sc.text(c.int_b, c.int_e))
     if (ch != ',' && ch != ' ' && !(ch == '0' && out.empty())) out += ch;  // .lstrip("0")
   if (out.empty()) out += '0';
   for (char ch : sc.text(c.dec_b, c.dec_e)) out += ch == ',' ? '.' : ch;
-  if (c.percent) out += "\\%";
   return out;
 }
 
@@ -652,48 +651,71 @@ std::optional<std::string> plain_expression(std::string_view expr) {
   return out;
 }
 
-// The answer of one match, or nullopt where math_verify's parse of it fails.
-std::optional<std::string> match_answer(const Scanner& sc, const Match& m) {
+// The answer of one match; `found` is false where math_verify's parse of it fails.
+MathExtraction match_answer(const Scanner& sc, const Match& m) {
+  MathExtraction out{"", true, false, false, {}};
   if (!m.latex) {
-    if (m.cap.number) return number_text(sc, m.cap);
-    return plain_expression(sc.text(m.cap.expr_b, m.cap.expr_e));
+    if (m.cap.number) return {number_text(sc, m.cap), true, true, m.cap.percent, {}};
+    if (auto e = plain_expression(sc.text(m.cap.expr_b, m.cap.expr_e))) out = {*e, true, true, false, {}};
+    return out;
   }
   if (m.boxed) {
+    // An unclosed box keeps its '{' ("{\frac{1}{2}"), and latex2sympy fails on the unbalanced brace.
     std::string content = last_box_content(sc.text(m.start, m.end));
-    // The unclosed box's leading '{' is harmless to latex2sympy before \frac; elsewhere it fails.
-    if (content.starts_with("{") && content.starts_with("{\\frac")) content.erase(0, 1);
-    if (!latex_parses(content)) return std::nullopt;
-    return content;
+    if (latex_parses(content)) out = {content, true, true, false, {}};
+    return out;
   }
-  // Several environments become one set (extract_latex); one that fails to parse leaves the
-  // first environment's value, which fails if that one does.
+  // Several environments become one set (extract_latex); if one fails to parse, the first
+  // environment's value stands alone, and fails if that one does.
   std::vector<std::string> parts;
   bool all_parse = true;
   for (const EnvSlot& e : m.cap.env) {
     if (!e.set) continue;
     std::string part(sc.text(e.b, e.e));
-    if (e.percent) part += "\\%";
     all_parse = all_parse && latex_parses(part);
+    if (e.percent && !parts.empty()) part = "\\frac{" + part + "}{100}";  // convert_to_pct inside a set
     parts.push_back(part);
   }
-  if (parts.empty() || !latex_parses(parts[0])) return std::nullopt;
-  if (parts.size() == 1 || !all_parse) return parts[0];
+  if (parts.empty() || !latex_parses(parts[0])) return out;
+  bool first_percent = m.cap.env[0].percent;
+  if (parts.size() == 1 || !all_parse) return {parts[0], true, true, first_percent, {}};
+  if (first_percent) parts[0] = "\\frac{" + parts[0] + "}{100}";
   std::string joined;
   for (const auto& p : parts) {
     if (!joined.empty()) joined += ", ";
     joined += p;
   }
-  return joined;
+  return {joined, true, true, false, {}};
+}
+
+// The string extract_match reports for a match (math_verify keeps the first one as a fallback):
+// the environments' LaTeX joined by " and ", the number as built, or the plain expression.
+std::string match_text(const Scanner& sc, const Match& m) {
+  if (!m.latex) return m.cap.number ? number_text(sc, m.cap) : std::string(sc.text(m.cap.expr_b, m.cap.expr_e));
+  if (m.boxed) return last_box_content(sc.text(m.start, m.end));
+  std::string out;
+  for (const EnvSlot& e : m.cap.env) {
+    if (!e.set) continue;
+    if (!out.empty()) out += " and ";
+    out += py::strip(sc.text(e.b, e.e));
+  }
+  return out;
 }
 
 }  // namespace
 
-std::optional<std::string> math_free_text_answer(std::string_view text) {
+MathExtraction math_free_text_answer(std::string_view text) {
   Scanner sc(text);
-  for (int prio : kPriorities)
-    for (const Match& m : sc.group(prio))
-      if (auto a = match_answer(sc, m)) return a;
-  return std::nullopt;
+  std::string fallback;
+  for (int prio : kPriorities) {
+    for (const Match& m : sc.group(prio)) {
+      if (fallback.empty()) fallback = match_text(sc, m);
+      MathExtraction a = match_answer(sc, m);
+      a.fallback = fallback;
+      if (a.found) return a;
+    }
+  }
+  return {"", true, false, false, fallback};
 }
 
 }  // namespace hrm::tasks

@@ -42,17 +42,21 @@ DropScore drop_score(std::string_view prediction, const std::vector<DropAnswer>&
 // MATH: the answer judged for one generation. benchmarks.py takes the last `\boxed{}`/`\fbox{}`
 // content (last_boxed_only_string); when there is none it counts the item invalid and lets
 // math_verify.parse find an answer in the whole text (math_free_text_answer). `found` is false
-// when math_verify would extract nothing: such a reply is never correct.
+// when math_verify would extract nothing: such a reply is never correct. `percent`: the answer
+// was followed by a percent sign or word outside LaTeX ("50%", "$50$ percent"), which
+// math_verify turns into answer * 1/100 (convert_to_pct). `fallback` (free text only): the text
+// of the first match math_verify tried, which verify() also compares as a string with the gold.
 struct MathExtraction {
   std::string answer;
   bool invalid = false;
   bool found = true;
+  bool percent = false;
+  std::string fallback;
 };
 MathExtraction math_extract(std::string_view generation);
-// math_verify.parse's answer in a reply without a closed \boxed{} (priorities, "answer" anchors,
-// LaTeX environments, numbers: see math_free_text.cpp), as text for math_equivalent; nullopt when
-// it extracts nothing that parses.
-std::optional<std::string> math_free_text_answer(std::string_view text);
+// math_verify.parse on a reply without a closed \boxed{} (priorities, "answer" anchors, LaTeX
+// environments, numbers: see math_free_text.cpp): the answer as text for math_equivalent.
+MathExtraction math_free_text_answer(std::string_view text);
 // The reference's MATH verdict on one generation: the extracted answer is equivalent to the gold.
 bool math_correct(std::string_view gold, const MathExtraction& extraction);
 // Mathematical equivalence of two answers (LaTeX, without \boxed), approximating math_verify.

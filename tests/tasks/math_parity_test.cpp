@@ -34,7 +34,10 @@ TEST(MathScoring, LastBoxedOnlyString) {
 
 // math_verify.parse on free text (values checked with math-verify 0.9.0).
 TEST(MathScoring, FreeTextAnswers) {
-  auto answer = [](const char* text) { return hrm::tasks::math_free_text_answer(text).value_or("<none>"); };
+  auto answer = [](const char* text) {
+    auto a = hrm::tasks::math_free_text_answer(text);
+    return a.found ? a.answer + (a.percent ? " (percent)" : "") : std::string("<none>");
+  };
   EXPECT_EQ(answer("The answer is 5"), "5");
   EXPECT_EQ(answer("The answer is $\\frac{1}{2}$."), "\\frac{1}{2}");
   EXPECT_EQ(answer("The answer is 3 4"), "3");            // "answer ... X" takes the first number after it
@@ -47,7 +50,11 @@ TEST(MathScoring, FreeTextAnswers) {
   EXPECT_EQ(answer("\\boxed{3} then \\boxed{4"), "3");       // "\boxed{.+}" up to the last '}'
   EXPECT_EQ(answer("Final Answer: The final answer is $7$. I hope it is correct."), "7");
   EXPECT_EQ(answer("We get $1$ and $2$"), "1, 2");       // environments joined by "and" form a set
-  EXPECT_EQ(answer("The answer is 50%"), "50\\%");
+  EXPECT_EQ(answer("The answer is 50%"), "50 (percent)");
+  EXPECT_EQ(answer("The answer is $-80$ percent"), "-80 (percent)");
+  EXPECT_TRUE(hrm::tasks::math_correct("-80", hrm::tasks::math_free_text_answer("The answer is -80%")));
+  EXPECT_FALSE(hrm::tasks::math_correct("1", hrm::tasks::math_free_text_answer("The answer is 100%")));
+  EXPECT_TRUE(hrm::tasks::math_correct("\\frac{1}{2}", hrm::tasks::math_free_text_answer("The answer is 50%")));
   EXPECT_EQ(answer("I do not know"), "<none>");
   EXPECT_EQ(answer("so \\boxed{5"), "<none>");
   auto none = hrm::tasks::math_extract("I do not know");
