@@ -70,7 +70,8 @@ bool only_space(const std::string& s) { return py::strip(s).empty(); }
 // Removes \text{..}/\mbox{..}/\textbf{..} groups: units when other content remains, else the
 // group's own text (e.g. "\text{even}" -> "even").
 std::string strip_text_groups(std::string s) {
-  for (const char* cmd : {"\\textbf", "\\textit", "\\mathrm", "\\mathbf", "\\text", "\\mbox", "\\operatorname"}) {
+  for (const char* cmd : {"\\textbf", "\\textit", "\\mathrm", "\\mathbf", "\\textnormal", "\\text", "\\mbox",
+                          "\\operatorname"}) {
     std::string c(cmd);
     for (std::size_t p = s.find(c + "{"); p != std::string::npos; p = s.find(c + "{")) {
       std::size_t open = p + c.size();
@@ -78,7 +79,9 @@ std::string strip_text_groups(std::string s) {
       if (close == std::string::npos) break;
       std::string inner = s.substr(open + 1, close - open - 1);
       std::string rest = s.substr(0, p) + s.substr(close + 1);
-      bool letter = py::strip(inner).size() == 1 && std::isalpha(static_cast<unsigned char>(py::strip(inner)[0]));
+      // A one-letter group is a variable ("\text{x}"), unless a power follows: "144 \mbox{ m}^3" is 144.
+      bool letter = py::strip(inner).size() == 1 && std::isalpha(static_cast<unsigned char>(py::strip(inner)[0])) &&
+                    !(close + 1 < s.size() && s[close + 1] == '^');
       bool keep = only_space(rest) || letter || c == "\\mathrm" || c == "\\mathbf" || c == "\\operatorname" ||
                   c == "\\textbf" || c == "\\textit";
       std::size_t after = close + 1;
@@ -655,6 +658,15 @@ Answer parse_answer(const std::string& raw, int depth) {
   return a;
 }
 
+// math_verify's is_expr_of_only_symbols for the left side of an assignment: one or more letters,
+// each optionally subscripted ("x", "AC", "a_{100}", "r_1r_2"), or Greek letters. (e, i and \pi
+// are constants to sympy, but an answer never assigns to them.)
+bool only_symbols(const std::string& lhs) {
+  static const std::regex kSymbols(
+      R"((?:\s*(?:[A-Za-z]|\\(?:alpha|beta|gamma|delta|theta|lambda|mu|phi|psi|omega|sigma|tau|rho))(?:_(?:\{[^{}]*\}|\w))?)+\s*)");
+  return !lhs.empty() && lhs.size() < 40 && std::regex_match(lhs, kSymbols);
+}
+
 Answer parse_answer_inner(const std::string& raw, int depth) {
   Answer a;
   std::string s(py::strip(raw));
@@ -663,19 +675,21 @@ Answer parse_answer_inner(const std::string& raw, int depth) {
   // "x \in [1, 2]" and "x = 5": the value is the right-hand side when the left is a symbol.
   for (const char* rel : {"\\in", "="}) {
     auto parts = split_top(s, rel);
-    if (parts.size() == 2) {
-      std::string lhs(py::strip(parts[0]));
-      bool symbol_lhs = lhs.size() == 1 && std::isalpha(static_cast<unsigned char>(lhs[0]));
+    // "a = b = c": latex2sympy chains the relations, and verify() keeps the first left side and
+    // the last right side (a list of equations, "x=1, y=2", is not a chain).
+    bool chain = std::string(rel) == "=" && parts.size() > 2 && split_top(s, ",").size() == 1;
+    if (parts.size() == 2 || chain) {
+      std::string lhs(py::strip(parts.front()));
       static const std::regex kFunctionLhs(R"([a-zA-Z]\([a-zA-Z]\))");
-      if (symbol_lhs || std::regex_match(lhs, kFunctionLhs)) {
-        Answer r = parse_answer(parts[1], depth + 1);
+      if (only_symbols(lhs) || std::regex_match(lhs, kFunctionLhs)) {
+        Answer r = parse_answer(parts.back(), depth + 1);
         r.lhs = squash(lhs);
         return r;
       }
       if (std::string(rel) == "=") {  // a general equation: compared side by side
         Answer e;
         e.kind = Answer::Kind::Equation;
-        e.items = {parse_answer(parts[0], depth + 1), parse_answer(parts[1], depth + 1)};
+        e.items = {parse_answer(parts.front(), depth + 1), parse_answer(parts.back(), depth + 1)};
         return e;
       }
     }
@@ -765,6 +779,9 @@ bool equal(const Answer& g, const Answer& p) {
     return false;
   }
   if (g.kind != p.kind) {
+    // An equation against a gold that is not one: verify() keeps the prediction's right side
+    // ("12 + 3 + 1 = 16" equals 16).
+    if (p.kind == K::Equation && g.lhs.empty()) return equal(g, p.items[1]);
     // A bare list is compared with a tuple or an open interval element by element, in order:
     // "(1, 2, 3)" equals "1, 2, 3" but not "3, 2, 1" (math_verify's set/tuple comparison).
     auto paren = [](const Answer& a) { return a.kind == K::Seq && a.open == '(' && a.close == ')'; };
@@ -787,6 +804,18 @@ bool equal(const Answer& g, const Answer& p) {
   }
 }
 
+// sympy's FiniteSet keeps one copy of equal elements: "3, 3" is {3}, which equals 3.
+void dedupe_sets(Answer& a) {
+  for (auto& item : a.items) dedupe_sets(item);
+  if (a.kind != Answer::Kind::Set) return;
+  std::vector<Answer> kept;
+  for (auto& item : a.items) {
+    bool dup = std::any_of(kept.begin(), kept.end(), [&](const Answer& k) { return equal(k, item); });
+    if (!dup) kept.push_back(std::move(item));
+  }
+  a.items = std::move(kept);
+}
+
 Answer prepare(std::string_view s) {
   Normalized n = normalize(s);
   if (n.unparseable) {
@@ -796,6 +825,7 @@ Answer prepare(std::string_view s) {
   }
   Answer a = parse_answer(n.text);
   a.percent = n.percent;
+  dedupe_sets(a);
   return a;
 }
 
@@ -816,16 +846,15 @@ bool math_correct(std::string_view gold, const MathExtraction& extraction) {
   if (!extraction.fallback.empty() && py::strip(extraction.fallback) == py::strip(gold)) return true;
   if (!extraction.found) return false;
   if (!extraction.percent) return math_equivalent(gold, extraction.answer);
-  // convert_to_pct gives answer * 1/100. math_verify's numeric comparison reads a percentage of
-  // an integer as the integer itself against an integer gold ("9%" equals 9, not 0.09), and
-  // divides by 100 otherwise; a minus sign is kept either way ("-80%" equals -80).
-  static const std::regex kInteger(R"(\s*-?\d+\s*)");
-  if (std::regex_match(extraction.answer, kInteger) && std::regex_match(std::string(gold), kInteger))
-    return math_equivalent(gold, extraction.answer);
-  return math_equivalent(gold, "\\frac{" + extraction.answer + "}{100}");
+  // convert_to_pct gives answer * 1/100; math_verify's comparison of a percentage of a number
+  // accepts the number as written as well ("300%" equals 3 and 300, "-80%" equals -80).
+  return math_equivalent(gold, extraction.answer) || math_equivalent(gold, "\\frac{" + extraction.answer + "}{100}");
 }
 
 bool math_equivalent(std::string_view gold, std::string_view prediction) {
+  // Equal strings normalise to equal strings, which verify() accepts even where the value does
+  // not compare ("05\!:\!00" is 5/0).
+  if (!py::strip(gold).empty() && py::strip(gold) == py::strip(prediction)) return true;
   Answer g = prepare(gold);
   Answer p = prepare(prediction);
   return equal(g, p);

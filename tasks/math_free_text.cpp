@@ -568,8 +568,10 @@ class Scanner {
   Captures cap_;
 };
 
-// latex2sympy's success on an extracted environment, approximated: something is left, braces
-// balance, and it does not end in an operator ("$x =$" and "${5$" do not parse).
+// latex2sympy's success on an extracted environment, approximated. It fails on: nothing left;
+// unbalanced braces ("{5"); a dangling operator ("x ="); a trailing period ("n = 82.", "4.");
+// a leading operator or period ("/asy" of an [asy] block); congruences ("\equiv", "\pmod");
+// "\pm"; aligned environments and '&'; "^{\text{th}}".
 bool latex_parses(std::string_view latex) {
   std::string_view s = py::strip(latex);
   if (s.empty()) return false;
@@ -583,9 +585,12 @@ bool latex_parses(std::string_view latex) {
     if (s[i] == '}' && --depth < 0) return false;
   }
   if (depth != 0) return false;
-  char last = s.back();
-  return std::string_view("=+-*/^,").find(last) == std::string_view::npos && !s.ends_with("\\cdot") &&
-         !s.ends_with("\\times");
+  if (std::string_view("=+-*/^,.").find(s.back()) != std::string_view::npos) return false;
+  if (std::string_view("=*/^.").find(s.front()) != std::string_view::npos) return false;
+  if (s.ends_with("\\cdot") || s.ends_with("\\times")) return false;
+  for (std::string_view bad : {"\\equiv", "\\pmod", "\\pm", "\\begin{align", "&", "\\text{th}"})
+    if (s.find(bad) != std::string_view::npos) return false;
+  return true;
 }
 
 // normalize_latex(boxed="last") on the "\boxed{.+}" match: the last \boxed/\fbox in it; when its
@@ -651,6 +656,23 @@ std::optional<std::string> plain_expression(std::string_view expr) {
   return out;
 }
 
+// normalize_latex removes units ("12\text{ cm}" -> "12") with regexes anchored at the end of
+// the text, and an environment's content is not stripped first: with whitespace before the
+// closing delimiter ("$$ 12\text{ cm} $$", "[ 5\mbox{ m} ]") the unit stays, and the value is
+// a product with unit symbols that equals no MATH gold (the text too differs from the gold's).
+bool keeps_unit(std::string_view content) {
+  std::string_view s = py::strip(content);
+  bool trailing_space = !s.empty() && s.data() + s.size() != content.data() + content.size();
+  if (!trailing_space) return false;
+  for (std::string_view cmd : {"\\text{", "\\mbox{", "\\textnormal{"}) {
+    std::size_t p = s.find(cmd);
+    // A group that is the whole answer ("\text{even}") is the answer, not a unit.
+    bool whole = p == 0 && s.find('}') == s.size() - 1;
+    if (p != std::string_view::npos && !whole) return true;
+  }
+  return false;
+}
+
 // The answer of one match; `found` is false where math_verify's parse of it fails.
 MathExtraction match_answer(const Scanner& sc, const Match& m) {
   MathExtraction out{"", true, false, false, {}};
@@ -672,6 +694,7 @@ MathExtraction match_answer(const Scanner& sc, const Match& m) {
   for (const EnvSlot& e : m.cap.env) {
     if (!e.set) continue;
     std::string part(sc.text(e.b, e.e));
+    if (keeps_unit(part)) return {"", true, true, false, {}};  // a value no gold equals
     all_parse = all_parse && latex_parses(part);
     if (e.percent && !parts.empty()) part = "\\frac{" + part + "}{100}";  // convert_to_pct inside a set
     parts.push_back(part);
@@ -696,6 +719,7 @@ std::string match_text(const Scanner& sc, const Match& m) {
   std::string out;
   for (const EnvSlot& e : m.cap.env) {
     if (!e.set) continue;
+    if (keeps_unit(sc.text(e.b, e.e))) return "";  // its text keeps the unit the gold's loses
     if (!out.empty()) out += " and ";
     out += py::strip(sc.text(e.b, e.e));
   }
@@ -707,9 +731,11 @@ std::string match_text(const Scanner& sc, const Match& m) {
 MathExtraction math_free_text_answer(std::string_view text) {
   Scanner sc(text);
   std::string fallback;
+  bool first = true;
   for (int prio : kPriorities) {
     for (const Match& m : sc.group(prio)) {
-      if (fallback.empty()) fallback = match_text(sc, m);
+      if (first) fallback = match_text(sc, m);
+      first = false;
       MathExtraction a = match_answer(sc, m);
       a.fallback = fallback;
       if (a.found) return a;

@@ -44,8 +44,10 @@ DropScore drop_score(std::string_view prediction, const std::vector<DropAnswer>&
 // math_verify.parse find an answer in the whole text (math_free_text_answer). `found` is false
 // when math_verify would extract nothing: such a reply is never correct. `percent`: the answer
 // was followed by a percent sign or word outside LaTeX ("50%", "$50$ percent"), which
-// math_verify turns into answer * 1/100 (convert_to_pct). `fallback` (free text only): the text
-// of the first match math_verify tried, which verify() also compares as a string with the gold.
+// math_verify turns into answer * 1/100 (convert_to_pct). `answer` is empty (with `found`) where
+// math_verify extracts a value no gold equals (a number times a unit symbol). `fallback` (free
+// text only): the text of the first match math_verify tried, which verify() also compares as a
+// string with the gold (empty: never equal).
 struct MathExtraction {
   std::string answer;
   bool invalid = false;

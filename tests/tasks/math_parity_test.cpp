@@ -53,7 +53,9 @@ TEST(MathScoring, FreeTextAnswers) {
   EXPECT_EQ(answer("The answer is 50%"), "50 (percent)");
   EXPECT_EQ(answer("The answer is $-80$ percent"), "-80 (percent)");
   EXPECT_TRUE(hrm::tasks::math_correct("-80", hrm::tasks::math_free_text_answer("The answer is -80%")));
-  EXPECT_FALSE(hrm::tasks::math_correct("1", hrm::tasks::math_free_text_answer("The answer is 100%")));
+  EXPECT_TRUE(hrm::tasks::math_correct("3", hrm::tasks::math_free_text_answer("The answer is 300%")));  // as written or / 100
+  EXPECT_FALSE(hrm::tasks::math_correct("2", hrm::tasks::math_free_text_answer("The answer is 50%")));
+  EXPECT_FALSE(hrm::tasks::math_correct("12", hrm::tasks::math_free_text_answer("We get $$ 12\\text{ cm} $$")));  // unit kept
   EXPECT_TRUE(hrm::tasks::math_correct("\\frac{1}{2}", hrm::tasks::math_free_text_answer("The answer is 50%")));
   EXPECT_EQ(answer("I do not know"), "<none>");
   EXPECT_EQ(answer("so \\boxed{5"), "<none>");
