@@ -67,7 +67,8 @@ struct Captures {
 struct Match {
   std::size_t start = 0, end = 0;
   bool latex = true;
-  bool boxed = false;  // the "\boxed{.+}" regex
+  bool boxed = false;      // the "\boxed{.+}" regex
+  bool boxed_env = false;  // an environment holding a \boxed{...} (priority 50)
   Captures cap;
 };
 
@@ -85,6 +86,13 @@ class Scanner {
         break;
       case 50:
         find_all(out, true, [&](std::size_t s, auto&& k) { return final_answer_is(s, true, k); });
+        {
+          std::size_t first = out.size();
+          boxed_context_ = true;
+          find_all(out, true, [&](std::size_t s, auto&& k) { return latex_envs(s, k); });
+          boxed_context_ = false;
+          for (std::size_t i = first; i < out.size(); ++i) out[i].boxed_env = true;
+        }
         boxed_any(out);
         find_all(out, false, [&](std::size_t s, auto&& k) { return final_answer_is(s, false, k); });
         break;
@@ -188,7 +196,7 @@ class Scanner {
             end = e;
             return true;
           })) {
-        out.push_back({s, end, latex, false, cap_});
+        out.push_back({s, end, latex, false, false, cap_});
         s = end > s ? end : next(s);
       } else {
         if (s == n_) break;
@@ -418,7 +426,39 @@ class Scanner {
       if (std::size_t c = close(e); c > 0 && env_tail(e + c, slot, b, e, k)) return true;
     }
   }
-  // make_latex_env_pattern(context="plain"): the six environments, in the regex's order.
+  // make_latex_env_pattern(context="boxed"): the body is {C}*?\\boxed{{C}+?}{C}*? with C the
+  // environment's own content unit, all lazy.
+  template <class Unit, class Close, class K>
+  bool lazy_boxed_env(std::size_t b, int slot, Unit&& unit, Close&& close, K&& k) {
+    for (std::size_t i = b;;) {
+      if (starts(i, "\\boxed{")) {
+        std::size_t units = 0;
+        for (std::size_t j = i + 7;;) {
+          if (units > 0 && at(j, '}')) {
+            for (std::size_t e = j + 1;;) {
+              if (std::size_t c = close(e); c > 0 && env_tail(e + c, slot, b, e, k)) return true;
+              std::size_t u = unit(e);
+              if (u == 0) break;
+              e += u;
+            }
+          }
+          std::size_t u = unit(j);
+          if (u == 0) break;
+          j += u;
+          ++units;
+        }
+      }
+      std::size_t u = unit(i);
+      if (u == 0) return false;
+      i += u;
+    }
+  }
+  template <class Unit, class Close, class K>
+  bool env_body(std::size_t b, int slot, Unit&& unit, Close&& close, K&& k) {
+    return boxed_context_ ? lazy_boxed_env(b, slot, unit, close, k) : lazy_env(b, slot, unit, close, k);
+  }
+  // make_latex_env_pattern: the six environments, in the regex's order (the boxed context has no
+  // fraction).
   template <class K>
   bool env(std::size_t p, int slot, K&& k) {
     bool escaped = p > 0 && t_[p - 1] == '\\';
@@ -426,12 +466,12 @@ class Scanner {
     if (!escaped && starts(p, "$$")) {  // $$ (?:[^$]|\$(?!\$))+? $$
       auto unit = [&](std::size_t q) -> std::size_t { return q < n_ && (t_[q] != '$' || !at(q + 1, '$')) ? 1 : 0; };
       auto close = [&](std::size_t e) -> std::size_t { return starts(e, "$$") && not_after_backslash(e) ? 2 : 0; };
-      if (lazy_env(p + 2, slot, unit, close, k)) return true;
+      if (env_body(p + 2, slot, unit, close, k)) return true;
     }
     if (!escaped && starts(p, "\\[")) {  // \[ (?:[^\\]|\\(?!\]))+? \]
       auto unit = [&](std::size_t q) -> std::size_t { return q < n_ && (t_[q] != '\\' || !at(q + 1, ']')) ? 1 : 0; };
       auto close = [&](std::size_t e) -> std::size_t { return starts(e, "\\]") && not_after_backslash(e) ? 2 : 0; };
-      if (lazy_env(p + 2, slot, unit, close, k)) return true;
+      if (env_body(p + 2, slot, unit, close, k)) return true;
     }
     if (!escaped && !(p > 0 && digit(p - 1)) && at(p, '$')) {  // $ (?:\\[$]|[^\n$])+? $
       auto unit = [&](std::size_t q) -> std::size_t {
@@ -439,7 +479,7 @@ class Scanner {
         return q < n_ && t_[q] != '\n' && t_[q] != '$' ? 1 : 0;
       };
       auto close = [&](std::size_t e) -> std::size_t { return at(e, '$') && not_after_backslash(e) ? 1 : 0; };
-      if (lazy_env(p + 1, slot, unit, close, k)) return true;
+      if (env_body(p + 1, slot, unit, close, k)) return true;
     }
     if (!escaped && starts(p, "\\(")) {  // \( (?:[^\\\n]|\\(?!\)))+? \)
       auto unit = [&](std::size_t q) -> std::size_t {
@@ -447,7 +487,7 @@ class Scanner {
         return t_[q] != '\\' || !at(q + 1, ')') ? 1 : 0;
       };
       auto close = [&](std::size_t e) -> std::size_t { return starts(e, "\\)") && not_after_backslash(e) ? 2 : 0; };
-      if (lazy_env(p + 2, slot, unit, close, k)) return true;
+      if (env_body(p + 2, slot, unit, close, k)) return true;
     }
     std::size_t len = 0;
     if (space(p, len) && at(p + len, '[')) {  // \s\[ [^\n\]\[]+? \]\s
@@ -456,11 +496,11 @@ class Scanner {
         std::size_t l = 0;
         return at(e, ']') && space(e + 1, l) ? 1 + l : 0;
       };
-      if (lazy_env(p + len + 1, slot, unit, close, k)) return true;
+      if (env_body(p + len + 1, slot, unit, close, k)) return true;
     }
     // -?\\frac{N}{N}, N = -?\d+(?:[.,]\d+)?
     std::size_t q = at(p, '-') ? p + 1 : p;
-    if (starts(q, "\\frac{")) {
+    if (!boxed_context_ && starts(q, "\\frac{")) {
       auto simple_number = [&](std::size_t x) -> std::size_t {  // end, or npos
         if (at(x, '-')) ++x;
         std::size_t e = digits_end(x);
@@ -566,12 +606,13 @@ class Scanner {
   std::string_view t_;
   std::size_t n_;
   Captures cap_;
+  bool boxed_context_ = false;  // matching the priority-50 "environment with a \boxed{}" regex
 };
 
 // latex2sympy's success on an extracted environment, approximated. It fails on: nothing left;
 // unbalanced braces ("{5"); a dangling operator ("x ="); a trailing period ("n = 82.", "4.");
 // a leading operator or period ("/asy" of an [asy] block); congruences ("\equiv", "\pmod");
-// "\pm"; aligned environments and '&'; "^{\text{th}}".
+// "\pm"; aligned environments and '&'; "^{\text{th}}"; "\cancel".
 bool latex_parses(std::string_view latex) {
   std::string_view s = py::strip(latex);
   if (s.empty()) return false;
@@ -588,27 +629,75 @@ bool latex_parses(std::string_view latex) {
   if (std::string_view("=+-*/^,.").find(s.back()) != std::string_view::npos) return false;
   if (std::string_view("=*/^.").find(s.front()) != std::string_view::npos) return false;
   if (s.ends_with("\\cdot") || s.ends_with("\\times")) return false;
-  for (std::string_view bad : {"\\equiv", "\\pmod", "\\pm", "\\begin{align", "&", "\\text{th}"})
+  for (std::string_view bad : {"\\equiv", "\\pmod", "\\pm", "\\begin{align", "&", "\\text{th}", "\\cancel"})
     if (s.find(bad) != std::string_view::npos) return false;
   return true;
 }
 
-// normalize_latex(boxed="last") on the "\boxed{.+}" match: the last \boxed/\fbox in it; when its
-// braces do not close, everything from its '{' on (latex2sympy reads "{\frac{1}{2}" as 1/2).
-std::string last_box_content(std::string_view m) {
-  std::size_t b = m.rfind("\\boxed");
-  std::size_t f = m.rfind("\\fbox");
-  std::size_t start = b == std::string_view::npos ? f : (f == std::string_view::npos ? b : std::max(b, f));
-  std::size_t p = start + (start == b ? 6 : 5);
-  while (p < m.size() && py::is_space(static_cast<unsigned char>(m[p]))) ++p;
-  if (p >= m.size()) return std::string(m);
-  if (m[p] != '{') return std::string(m.substr(p));
-  int depth = 0;
-  for (std::size_t i = p; i < m.size(); ++i) {
-    if (m[i] == '{') ++depth;
-    if (m[i] == '}' && --depth == 0) return std::string(py::strip(m.substr(p + 1, i - p - 1)));
+// latex2sympy2_extended extract_boxed_content, which normalize_latex applies first: the boxes of
+// `text` from the right, each "\boxed{...}" / "\fbox{...}" with balanced braces; where the last one
+// has no closing brace, or no brace at all, everything from there on (an unclosed box keeps its
+// '{', and "{\frac{1}{2}" then fails to parse). Mode "all" (environments) joins every box with
+// ','; "last" (the \boxed{.+} regex) only earlier boxes close by (under 10 characters apart, or
+// under 70 with a separator). Text without a box is returned as it is.
+std::string extract_boxed(std::string_view text, bool last_mode) {
+  std::vector<std::string> results;
+  std::size_t current = text.size(), max_pos = text.size();
+  std::size_t last_boxed_start = std::string_view::npos;
+  auto separator = [](std::string_view between) {  // re.search(r'\b(and|or)\b|,|;')
+    if (between.find(',') != std::string_view::npos || between.find(';') != std::string_view::npos) return true;
+    auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+    for (std::string_view w : {"and", "or"})
+      for (std::size_t p = between.find(w); p != std::string_view::npos; p = between.find(w, p + 1))
+        if ((p == 0 || !word(between[p - 1])) && (p + w.size() == between.size() || !word(between[p + w.size()])))
+          return true;
+    return false;
+  };
+  for (;;) {
+    std::size_t b = text.substr(0, current).rfind("\\boxed");
+    std::size_t f = text.substr(0, current).rfind("\\fbox");
+    if (b == std::string_view::npos && f == std::string_view::npos) break;
+    bool is_boxed = f == std::string_view::npos || (b != std::string_view::npos && b > f);
+    std::size_t start = is_boxed ? b : f;
+    std::size_t p = start + (is_boxed ? 6 : 5);
+    while (p < max_pos && std::isspace(static_cast<unsigned char>(text[p]))) ++p;
+    if (p >= max_pos) break;
+    if (text[p] != '{') {
+      if (results.empty()) results.emplace_back(text.substr(p));
+      break;
+    }
+    std::size_t close = std::string_view::npos;
+    for (std::size_t i = p, depth = 1; i + 1 < max_pos;) {
+      ++i;
+      if (text[i] == '{') ++depth;
+      if (text[i] == '}' && --depth == 0) {
+        close = i;
+        break;
+      }
+    }
+    if (close == std::string_view::npos) {
+      if (results.empty()) results.emplace_back(text.substr(p));
+      break;
+    }
+    std::string content(py::strip(text.substr(p + 1, close - p - 1)));
+    if (last_mode && last_boxed_start != std::string_view::npos) {
+      std::string_view between = text.substr(close + 1, last_boxed_start - close - 1);
+      bool differs = results.empty() || results.back() != content;
+      bool near = between.size() < 10 || (differs && between.size() < 70 && separator(between));
+      if (!near) break;
+    }
+    if (results.empty() || results.back() != content) results.push_back(content);
+    last_boxed_start = start;
+    max_pos = start;
+    current = start;
   }
-  return std::string(m.substr(p));
+  if (results.empty()) return std::string(text);
+  std::string out;
+  for (std::size_t i = results.size(); i-- > 0;) {
+    out += results[i];
+    if (i > 0) out += ',';
+  }
+  return out;
 }
 
 // A number match as extract_expr builds it: separators dropped, leading zeros stripped, a decimal
@@ -638,6 +727,8 @@ std::optional<std::string> plain_expression(std::string_view expr) {
     bool num = (c >= '0' && c <= '9') || c == '.';
     bool prev_num = (prev >= '0' && prev <= '9') || prev == '.';
     if (num && prev_num && space_since) return std::nullopt;
+    // "3(4)" and "(3)(-7)" call a number in Python: parse_expr fails.
+    if (c == '(' && (prev_num || prev == ')')) return std::nullopt;
     if (c == '(') ++depth;
     if (c == ')' && --depth < 0) return std::nullopt;
     prev = c;
@@ -673,6 +764,15 @@ bool keeps_unit(std::string_view content) {
   return false;
 }
 
+// An environment's content as normalize_latex(boxed="all") leaves it: the boxes' contents where
+// it holds a \boxed{} (the priority-50 environments always do).
+std::string env_content(const Scanner& sc, const Match& m, const EnvSlot& e) {
+  std::string_view content = sc.text(e.b, e.e);
+  bool has_box = content.find("\\boxed") != std::string_view::npos || content.find("\\fbox") != std::string_view::npos;
+  if (!m.boxed_env && !has_box) return std::string(content);
+  return extract_boxed(content, false);
+}
+
 // The answer of one match; `found` is false where math_verify's parse of it fails.
 MathExtraction match_answer(const Scanner& sc, const Match& m) {
   MathExtraction out{"", true, false, false, {}};
@@ -682,8 +782,7 @@ MathExtraction match_answer(const Scanner& sc, const Match& m) {
     return out;
   }
   if (m.boxed) {
-    // An unclosed box keeps its '{' ("{\frac{1}{2}"), and latex2sympy fails on the unbalanced brace.
-    std::string content = last_box_content(sc.text(m.start, m.end));
+    std::string content = extract_boxed(sc.text(m.start, m.end), true);
     if (latex_parses(content)) out = {content, true, true, false, {}};
     return out;
   }
@@ -693,7 +792,7 @@ MathExtraction match_answer(const Scanner& sc, const Match& m) {
   bool all_parse = true;
   for (const EnvSlot& e : m.cap.env) {
     if (!e.set) continue;
-    std::string part(sc.text(e.b, e.e));
+    std::string part = env_content(sc, m, e);
     if (keeps_unit(part)) return {"", true, true, false, {}};  // a value no gold equals
     all_parse = all_parse && latex_parses(part);
     if (e.percent && !parts.empty()) part = "\\frac{" + part + "}{100}";  // convert_to_pct inside a set
@@ -715,13 +814,14 @@ MathExtraction match_answer(const Scanner& sc, const Match& m) {
 // the environments' LaTeX joined by " and ", the number as built, or the plain expression.
 std::string match_text(const Scanner& sc, const Match& m) {
   if (!m.latex) return m.cap.number ? number_text(sc, m.cap) : std::string(sc.text(m.cap.expr_b, m.cap.expr_e));
-  if (m.boxed) return last_box_content(sc.text(m.start, m.end));
+  if (m.boxed) return extract_boxed(sc.text(m.start, m.end), true);
   std::string out;
   for (const EnvSlot& e : m.cap.env) {
     if (!e.set) continue;
-    if (keeps_unit(sc.text(e.b, e.e))) return "";  // its text keeps the unit the gold's loses
+    std::string content = env_content(sc, m, e);
+    if (keeps_unit(content)) return "";  // its text keeps the unit the gold's loses
     if (!out.empty()) out += " and ";
-    out += py::strip(sc.text(e.b, e.e));
+    out += py::strip(content);
   }
   return out;
 }
