@@ -611,7 +611,9 @@ std::vector<std::string> split_top(const std::string& s, const std::string& sep)
     }
     if (c == '(' || c == '[' || c == '{') ++depth;
     if (c == ')' || c == ']' || c == '}') --depth;
-    if (depth == 0 && s.compare(i, sep.size(), sep) == 0) {
+    // An '=' of "!=", "<=", ">=" is not an equation's (math_verify's equation_split_regex).
+    bool relation = sep == "=" && i > 0 && (s[i - 1] == '!' || s[i - 1] == '<' || s[i - 1] == '>');
+    if (depth == 0 && !relation && s.compare(i, sep.size(), sep) == 0) {
       parts.push_back(s.substr(start, i - start));
       start = i + sep.size();
       i += sep.size() - 1;

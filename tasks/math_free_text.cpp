@@ -612,7 +612,8 @@ class Scanner {
 // latex2sympy's success on an extracted environment, approximated. It fails on: nothing left;
 // unbalanced braces ("{5"); a dangling operator ("x ="); a trailing period ("n = 82.", "4.");
 // a leading operator or period ("/asy" of an [asy] block); congruences ("\equiv", "\pmod");
-// "\pm"; aligned environments and '&'; "^{\text{th}}"; "\cancel".
+// "\pm"; aligned environments and '&'; "^{\text{th}}"; "\cancel"; "{\bf 3}"; "3!=6" (read as
+// "not equal").
 bool latex_parses(std::string_view latex) {
   std::string_view s = py::strip(latex);
   if (s.empty()) return false;
@@ -629,7 +630,7 @@ bool latex_parses(std::string_view latex) {
   if (std::string_view("=+-*/^,.").find(s.back()) != std::string_view::npos) return false;
   if (std::string_view("=*/^.").find(s.front()) != std::string_view::npos) return false;
   if (s.ends_with("\\cdot") || s.ends_with("\\times")) return false;
-  for (std::string_view bad : {"\\equiv", "\\pmod", "\\pm", "\\begin{align", "&", "\\text{th}", "\\cancel"})
+  for (std::string_view bad : {"\\equiv", "\\pmod", "\\pm", "\\begin{align", "&", "\\text{th}", "\\cancel", "\\bf ", "!="})
     if (s.find(bad) != std::string_view::npos) return false;
   return true;
 }
@@ -742,6 +743,10 @@ std::optional<std::string> plain_expression(std::string_view expr) {
       ++i;
     } else {
       out += s[i];
+      // Python reads "7." as 7.0 ("The answer is 3/7." gives 3/7.0).
+      bool digit_before = i > 0 && s[i - 1] >= '0' && s[i - 1] <= '9';
+      bool digit_after = i + 1 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '9';
+      if (s[i] == '.' && digit_before && !digit_after) out += '0';
     }
   }
   return out;
