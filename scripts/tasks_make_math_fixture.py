@@ -16,7 +16,9 @@ the gold answers (e.g. "\\dfrac{9}{7}"); docs/SCORING.md explains why we wrap th
 --unboxed writes tests/fixtures/tasks/math_unboxed_parity.jsonl instead: whole replies WITHOUT a
 closed \\boxed{} ("The answer is X", "The answer is $X$", "Final answer: X", chains of thought
 with other numbers before the answer, \\(X\\), \\[X\\], $$X$$, unclosed "\\boxed{X", unbraced
-"\\boxed X", and/or lists, percentages, replies with no answer), right and wrong. Its oracle is the
+"\\boxed X", and/or lists, percentages, replies with no answer), right and wrong; then real chains
+of thought: solutions of the split (their last 800 characters) whose final box is written inline,
+left unclosed, replaced by another answer, or followed by "The answer is X.". Its oracle is the
 reference's own call on the whole reply: ans = last_boxed_only_string(reply); invalid = ans is
 None; eq = verify(parse("\\boxed{" + gold + "}"), parse(reply if invalid else "\\boxed{" + ans + "}")),
 i.e. math_verify's free-text extraction decides what the reply's answer is. Line format:
@@ -134,8 +136,42 @@ UNBOXED_FORMS = {
 }
 
 
-def unboxed_cases(golds, rng, per_form):
-    """(doc_id, form, reply) triples: every form on random golds, two in three with the gold itself."""
+# Real chains of thought: a solution of the split whose final \\boxed{X} is taken apart, cut to
+# its last SOLUTION_TAIL characters (from a line start) to keep the fixture small.
+SOLUTION_PER_FORM = 100
+SOLUTION_TAIL = 800
+SOLUTION_FORMS = ("solution_inline", "solution_unclosed", "solution_wrong", "solution_answer_is")
+
+
+def solution_reply(solution, form, other):
+    """The solution with its last box rewritten: X inline, "\\boxed{X" unclosed, another answer
+    inline, or X inline followed by "The answer is X."."""
+    i = solution.rfind("\\boxed")
+    j = solution.find("{", i)
+    depth = 0
+    for k in range(j, len(solution)):
+        depth += {"{": 1, "}": -1}.get(solution[k], 0)
+        if depth == 0:
+            break
+    inner = solution[j + 1:k]
+    if form == "solution_unclosed":
+        text = solution[:i] + "\\boxed{" + inner + solution[k + 1:]
+    elif form == "solution_wrong":
+        text = solution[:i] + other + solution[k + 1:]
+    else:
+        text = solution[:i] + inner + solution[k + 1:]
+        if form == "solution_answer_is":
+            text += " The answer is " + inner + "."
+    if len(text) > SOLUTION_TAIL:
+        cut = len(text) - SOLUTION_TAIL
+        line = text.find("\n", cut)
+        text = text[line + 1 if 0 <= line < len(text) - 100 else cut:]
+    return text
+
+
+def unboxed_cases(golds, rng, per_form, solutions):
+    """(doc_id, form, reply) triples: every form on random golds, two in three with the gold itself;
+    then whole solutions without their closed box."""
     docs = [d for d, g in enumerate(golds) if g is not None]
     out = []
     for form in sorted(UNBOXED_FORMS):
@@ -152,12 +188,16 @@ def unboxed_cases(golds, rng, per_form):
                     a = golds[rng.choice(docs)]
             w = golds[rng.choice(docs)]
             out.append((d, form, UNBOXED_FORMS[form].format(a=a, w=w)))
+    for form in SOLUTION_FORMS:
+        for _ in range(SOLUTION_PER_FORM * per_form // UNBOXED_PER_FORM):
+            d = rng.choice(docs)
+            out.append((d, form, solution_reply(solutions[d], form, golds[rng.choice(docs)])))
     return out
 
 
-def write_unboxed(args, golds):
+def write_unboxed(args, golds, solutions):
     rng = random.Random(args.seed)
-    cases = unboxed_cases(golds, rng, args.cases)
+    cases = unboxed_cases(golds, rng, args.cases, solutions)
     with open(args.out, "w", encoding="utf-8") as f:
         f.write(json.dumps({"_comment": f"made by scripts/tasks_make_math_fixture.py --unboxed with math-verify "
                             f"{getattr(math_verify, '__version__', '?')}; seed {args.seed}; gold = last \\boxed{{}} of "
@@ -194,7 +234,7 @@ def main():
     rows = [json.loads(l) for l in open(os.path.join(args.data, f"math/{args.split}.jsonl"), encoding="utf-8")]
     golds = [last_boxed(r["solution"]) for r in rows]
     if args.unboxed:
-        write_unboxed(args, golds)
+        write_unboxed(args, golds, [r["solution"] for r in rows])
         return
     candidates = []
     for d, g in enumerate(golds):

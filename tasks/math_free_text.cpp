@@ -612,8 +612,9 @@ class Scanner {
 // latex2sympy's success on an extracted environment, approximated. It fails on: nothing left;
 // unbalanced braces ("{5"); a dangling operator ("x ="); a trailing period ("n = 82.", "4.");
 // a leading operator or period ("/asy" of an [asy] block); congruences ("\equiv", "\pmod");
-// "\pm"; aligned environments and '&'; "^{\text{th}}"; "\cancel"; "{\bf 3}"; "3!=6" (read as
-// "not equal").
+// aligned environments and '&'; "^{\text{th}}"; "\cancel"; "{\bf 3}"; "3!=6" (read as "not
+// equal"). "x = \pm 7" does parse (to a set, which a single gold never equals), "m-n=\pm 6"
+// does not.
 bool latex_parses(std::string_view latex) {
   std::string_view s = py::strip(latex);
   if (s.empty()) return false;
@@ -630,8 +631,16 @@ bool latex_parses(std::string_view latex) {
   if (std::string_view("=+-*/^,.").find(s.back()) != std::string_view::npos) return false;
   if (std::string_view("=*/^.").find(s.front()) != std::string_view::npos) return false;
   if (s.ends_with("\\cdot") || s.ends_with("\\times")) return false;
-  for (std::string_view bad : {"\\equiv", "\\pmod", "\\pm", "\\begin{align", "&", "\\text{th}", "\\cancel", "\\bf ", "!="})
+  for (std::string_view bad : {"\\equiv", "\\pmod", "\\begin{align", "&", "\\text{th}", "\\cancel", "\\bf ", "!="})
     if (s.find(bad) != std::string_view::npos) return false;
+  // "\pm" after '=' parses only when the left side is one symbol ("x = \pm 7"; not "m-n=\pm 6").
+  std::size_t eq = s.find('=');
+  if (s.find("\\pm") != std::string_view::npos && eq != std::string_view::npos) {
+    std::string_view lhs = py::strip(s.substr(0, eq));
+    bool symbol = !lhs.empty() && std::isalpha(static_cast<unsigned char>(lhs[0])) &&
+                  (lhs.size() == 1 || lhs[1] == '_');
+    if (!symbol) return false;
+  }
   return true;
 }
 
