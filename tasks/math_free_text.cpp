@@ -244,18 +244,38 @@ class Scanner {
     };
     return (starts(p, "**") && one(p + 2)) || one(p);
   }
+  // A maximal run of all_expr_chars as character boundaries, and for each boundary the index of
+  // the first operator at or after it. Cached: finditer starts again inside the same run at every
+  // space, which would otherwise rescan it ("1 2 3 ..." is quadratic).
+  struct Run {
+    std::vector<std::size_t> bounds;
+    std::vector<std::size_t> next_op;
+  };
+  const Run& run_from(std::size_t q) {
+    if (!run_.bounds.empty() && q >= run_.bounds.front() && q <= run_.bounds.back() &&
+        std::binary_search(run_.bounds.begin(), run_.bounds.end(), q))
+      return run_;
+    run_.bounds.assign(1, q);
+    std::size_t len = 0;
+    for (std::size_t x = q; expr_char(x, len); x += len) run_.bounds.push_back(x + len);
+    std::size_t n = run_.bounds.size();
+    run_.next_op.assign(n, n);
+    for (std::size_t i = n - 1; i-- > 0;)
+      run_.next_op[i] = op_char(run_.bounds[i], len) ? i : run_.next_op[i + 1];
+    return run_;
+  }
+
   // expr_re followed by expr_suffix_re: -?\(?-?\d C* [O] C+ \)?  (C: all_expr_chars, O: operators).
   template <class K>
   bool expr_with_suffix(std::size_t p, K&& k) {
     auto from_digit = [&](std::size_t d) {
       if (!digit(d)) return false;
-      // The C run after the digit, as character boundaries b[0] = d + 1 .. b.back() = run end.
-      std::vector<std::size_t> b{d + 1};
-      std::size_t len = 0;
-      for (std::size_t q = d + 1; expr_char(q, len); q += len) b.push_back(q + len);
-      std::size_t first_op = b.size();
-      for (std::size_t i = 0; i + 1 < b.size() && first_op == b.size(); ++i)
-        if (op_char(b[i], len)) first_op = i;
+      // The C run after the digit, as character boundaries b[i0] = d + 1 .. b.back() = run end,
+      // and the first operator at or after d + 1 (b.size(): none).
+      const Run& run = run_from(d + 1);
+      const std::vector<std::size_t>& b = run.bounds;
+      std::size_t i0 = static_cast<std::size_t>(std::lower_bound(b.begin(), b.end(), d + 1) - b.begin());
+      std::size_t first_op = run.next_op[i0];
       // Backtracking tries the operator position i from the right and, for each, the end of C+
       // from the right. Whether the rest matches depends on that end only, so the first success
       // is the rightmost end that works with any operator left of it (at least one C between).
@@ -428,30 +448,34 @@ class Scanner {
   }
   // make_latex_env_pattern(context="boxed"): the body is {C}*?\\boxed{{C}+?}{C}*? with C the
   // environment's own content unit, all lazy.
+  // The units do not depend on the phase, so the content can only end at one of the closing
+  // delimiters met before the first non-unit: those are found once (else every box times every
+  // '}' would rescan the text).
   template <class Unit, class Close, class K>
   bool lazy_boxed_env(std::size_t b, int slot, Unit&& unit, Close&& close, K&& k) {
-    for (std::size_t i = b;;) {
+    std::vector<std::size_t> closings;  // content ends e with a closing delimiter at e
+    for (std::size_t e = b;;) {
+      if (e > b && close(e) > 0) closings.push_back(e);
+      std::size_t u = unit(e);
+      if (u == 0) break;
+      e += u;
+    }
+    if (closings.empty()) return false;
+    for (std::size_t i = b; i < closings.back();) {
       if (starts(i, "\\boxed{")) {
         std::size_t units = 0;
-        for (std::size_t j = i + 7;;) {
+        for (std::size_t j = i + 7; j < closings.back();) {
           if (units > 0 && at(j, '}')) {
-            for (std::size_t e = j + 1;;) {
-              if (std::size_t c = close(e); c > 0 && env_tail(e + c, slot, b, e, k)) return true;
-              std::size_t u = unit(e);
-              if (u == 0) break;
-              e += u;
-            }
+            for (auto e = std::lower_bound(closings.begin(), closings.end(), j + 1); e != closings.end(); ++e)
+              if (env_tail(*e + close(*e), slot, b, *e, k)) return true;
           }
-          std::size_t u = unit(j);
-          if (u == 0) break;
-          j += u;
+          j += unit(j);
           ++units;
         }
       }
-      std::size_t u = unit(i);
-      if (u == 0) return false;
-      i += u;
+      i += unit(i);
     }
+    return false;
   }
   template <class Unit, class Close, class K>
   bool env_body(std::size_t b, int slot, Unit&& unit, Close&& close, K&& k) {
@@ -607,6 +631,7 @@ class Scanner {
   std::size_t n_;
   Captures cap_;
   bool boxed_context_ = false;  // matching the priority-50 "environment with a \boxed{}" regex
+  Run run_;
 };
 
 // latex2sympy's success on an extracted environment, approximated. It fails on: nothing left;
