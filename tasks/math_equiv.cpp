@@ -660,12 +660,14 @@ Answer parse_answer(const std::string& raw, int depth) {
   return a;
 }
 
-// math_verify's is_expr_of_only_symbols for the left side of an assignment: one or more letters,
-// each optionally subscripted ("x", "AC", "a_{100}", "r_1r_2"), or Greek letters. (e, i and \pi
+// latex2sympy's is_expr_of_only_symbols for the left side of an assignment: symbols (letters,
+// optionally subscripted, or Greek letters) joined by products, sums or divisions, no number and
+// no minus sign ("x", "AC", "a_{100}", "r_1r_2", "x + y + z"; not "2x", "a - b"). (e, i and \pi
 // are constants to sympy, but an answer never assigns to them.)
 bool only_symbols(const std::string& lhs) {
   static const std::regex kSymbols(
-      R"((?:\s*(?:[A-Za-z]|\\(?:alpha|beta|gamma|delta|theta|lambda|mu|phi|psi|omega|sigma|tau|rho))(?:_(?:\{[^{}]*\}|\w))?)+\s*)");
+      R"(\s*(?:[A-Za-z]|\\(?:alpha|beta|gamma|delta|theta|lambda|mu|phi|psi|omega|sigma|tau|rho))(?:_(?:\{[^{}]*\}|\w))?)"
+      R"((?:\s*(?:[+*/]|\\cdot)?\s*(?:[A-Za-z]|\\(?:alpha|beta|gamma|delta|theta|lambda|mu|phi|psi|omega|sigma|tau|rho))(?:_(?:\{[^{}]*\}|\w))?)*\s*)");
   return !lhs.empty() && lhs.size() < 40 && std::regex_match(lhs, kSymbols);
 }
 
@@ -772,13 +774,12 @@ bool equal(const Answer& g, const Answer& p) {
   // "x = 3" and "t = 3" differ; "x = 3" and "3" do not (math_verify compares Eq to Eq only).
   if (!g.lhs.empty() && !p.lhs.empty() && g.lhs != p.lhs) return false;
   if (g.kind == K::Scalar && p.kind == K::Scalar) {
-    // math_verify does not read "-8\%" as -8 (only as -0.08).
-    bool negative_percent = (p.percent && p.expr->kind == Node::Kind::Neg) || (g.percent && g.expr->kind == Node::Kind::Neg);
-    if (!negative_percent && scalar_equal(g.expr, p.expr, 1.0)) return true;
-    // math_verify accepts a percentage either as written or divided by 100.
-    if (p.percent && scalar_equal(g.expr, p.expr, 0.01)) return true;
-    if (g.percent && scalar_equal(g.expr, p.expr, 100.0)) return true;
-    return false;
+    if (g.percent == p.percent) return scalar_equal(g.expr, p.expr, 1.0);
+    // "X\%" is X * 1/100 to math_verify; its numeric comparison reads it as X only when both sides
+    // are integer literals ("10\%" equals 10, not "7.2\%" 7.2 nor "-8\%" -8, a negation).
+    auto integer = [](const NodePtr& n) { return n->kind == Node::Kind::Num && !n->decimal; };
+    if (integer(g.expr) && integer(p.expr) && scalar_equal(g.expr, p.expr, 1.0)) return true;
+    return scalar_equal(g.expr, p.expr, p.percent ? 0.01 : 100.0);
   }
   if (g.kind != p.kind) {
     // An equation against a gold that is not one: verify() keeps the prediction's right side
@@ -820,6 +821,19 @@ void dedupe_sets(Answer& a) {
 
 Answer prepare(std::string_view s) {
   Normalized n = normalize(s);
+  // latex2sympy fails on a trailing period ("13.", "\$ 10.", "(1, 2)."), and math_verify's parse of
+  // "\boxed{X.}" then goes on to its free-text regexes over the whole string, which find a number
+  // after a space ("\$ 10." is 10) or numeric fractions ("\frac{1}{2}, -\frac{1}{12}." is a
+  // list); "13." has neither (the '{' before it is no anchor) and stays text.
+  std::string_view stripped = py::strip(s);
+  if (n.unparseable && stripped.ends_with('.') && stripped.size() <= kMaxFormulaChars) {
+    MathExtraction free = math_free_text_answer("\\boxed{" + std::string(stripped) + "}");
+    if (free.found && !free.answer.empty() && !py::strip(free.answer).ends_with('.')) {
+      Answer a = prepare(free.answer);
+      if (free.percent) a.percent = true;
+      return a;
+    }
+  }
   if (n.unparseable) {
     Answer a;
     a.text = squash(n.text);
@@ -854,9 +868,15 @@ bool math_correct(std::string_view gold, const MathExtraction& extraction) {
 }
 
 bool math_equivalent(std::string_view gold, std::string_view prediction) {
-  // Equal strings normalise to equal strings, which verify() accepts even where the value does
-  // not compare ("05\!:\!00" is 5/0).
-  if (!py::strip(gold).empty() && py::strip(gold) == py::strip(prediction)) return true;
+  // verify() also compares the two normalised strings: equal strings count even where the values
+  // do not compare ("05\!:\!00" is 5/0) or did not parse ("\dfrac{7}{5} + \dfrac{1}{5} i." and
+  // "\frac{7}{5} + \frac{1}{5} i.").
+  auto unspaced = [](std::string t) {
+    t.erase(std::remove_if(t.begin(), t.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)); }), t.end());
+    return t;
+  };
+  Normalized gn = normalize(gold), pn = normalize(prediction);
+  if (!py::strip(gold).empty() && gn.percent == pn.percent && unspaced(gn.text) == unspaced(pn.text)) return true;
   Answer g = prepare(gold);
   Answer p = prepare(prediction);
   return equal(g, p);

@@ -57,6 +57,10 @@ TEST(MathScoring, FreeTextAnswers) {
   EXPECT_FALSE(hrm::tasks::math_correct("2", hrm::tasks::math_free_text_answer("The answer is 50%")));
   EXPECT_FALSE(hrm::tasks::math_correct("12", hrm::tasks::math_free_text_answer("We get $$ 12\\text{ cm} $$")));  // unit kept
   EXPECT_TRUE(hrm::tasks::math_correct("\\frac{1}{2}", hrm::tasks::math_free_text_answer("The answer is 50%")));
+  EXPECT_EQ(answer("so $a+b=2+5=7$."), "a+b=2+5=7");  // judged by its last right side
+  EXPECT_EQ(answer("so $n = 82.$ Also 5"), "5");  // latex2sympy fails on "n = 82."
+  EXPECT_EQ(answer("$\\boxed{3}$ then \\boxed{4"), "3");  // an environment holding a closed box
+  EXPECT_EQ(answer("so 3(4) + 3 = 15"), "15");  // "3(4) + 3" calls a number in Python
   EXPECT_EQ(answer("I do not know"), "<none>");
   EXPECT_EQ(answer("so \\boxed{5"), "<none>");
   auto none = hrm::tasks::math_extract("I do not know");
@@ -80,6 +84,16 @@ TEST(MathScoring, EquivalentRewrites) {
   EXPECT_TRUE(math_equivalent("x^2+2x+1", "(x+1)^2"));
   EXPECT_TRUE(math_equivalent("\\text{even}", "\\text{Even}"));
   EXPECT_TRUE(math_equivalent("5", "x = 5"));
+  // Checked against math-verify 0.9.0 (verify(parse("\boxed{g}"), parse("\boxed{p}"))).
+  EXPECT_TRUE(math_equivalent("\\frac{9}{5}", "1\\frac{4}{5}"));  // a mixed number
+  EXPECT_TRUE(math_equivalent("\\frac{3}{2}", "3:2"));
+  EXPECT_TRUE(math_equivalent("(1,2,3)", "1, 2, 3"));  // a list against a tuple, in order
+  EXPECT_TRUE(math_equivalent("45", "45 \\text{ units}^2"));
+  EXPECT_TRUE(math_equivalent("16", "12+3+1=16"));  // an equation's last right side
+  EXPECT_TRUE(math_equivalent("x + y + z = 0", "0"));  // a gold assigning to a sum of symbols
+  EXPECT_TRUE(math_equivalent("10", "\\$ 10."));  // the period fails; the free-text regexes find 10
+  EXPECT_TRUE(math_equivalent("3", "3, 3"));  // a set keeps one copy
+  EXPECT_TRUE(math_equivalent("10\\%", "10"));  // integers: a percentage as written
 }
 
 TEST(MathScoring, NonEquivalentRewrites) {
@@ -90,6 +104,13 @@ TEST(MathScoring, NonEquivalentRewrites) {
   EXPECT_FALSE(math_equivalent("x+1", "t+1"));
   EXPECT_FALSE(math_equivalent("\\sqrt{2}", "\\sqrt[3]{2}"));
   EXPECT_FALSE(math_equivalent("\\text{even}", "\\text{odd}"));
+  EXPECT_FALSE(math_equivalent("(1,2,3)", "3, 2, 1"));
+  EXPECT_FALSE(math_equivalent("[1,2]", "1, 2"));
+  EXPECT_FALSE(math_equivalent("\\frac{4}{5}", "1\\frac{4}{5}"));
+  EXPECT_FALSE(math_equivalent("7.2\\%", "7.2"));  // not integers: only divided by 100
+  EXPECT_FALSE(math_equivalent("-8\\%", "-8"));
+  EXPECT_FALSE(math_equivalent("13", "13."));  // "{13." has no anchor for a number
+  EXPECT_FALSE(math_equivalent("24", "2\\times2!\\times3!=24"));  // "!=" is "not equal"
 }
 
 std::string gold_of(const std::string& solution) { return *hrm::tasks::last_boxed_only_string(solution); }
