@@ -637,12 +637,25 @@ class Scanner {
 // latex2sympy's success on an extracted environment, approximated. It fails on: nothing left;
 // unbalanced braces ("{5"); a dangling operator ("x ="); a trailing period ("n = 82.", "4.");
 // a leading operator or period ("/asy" of an [asy] block); congruences ("\equiv", "\pmod");
-// aligned environments and '&'; "^{\text{th}}"; "\cancel"; "{\bf 3}"; "3!=6" (read as "not
+// aligned environments and '&' outside a matrix; "^{\text{th}}"; "\cancel"; "{\bf 3}"; "3!=6" (read as "not
 // equal"). "x = \pm 7" does parse (to a set, which a single gold never equals), "m-n=\pm 6"
 // does not.
 bool latex_parses(std::string_view latex) {
   std::string_view s = py::strip(latex);
   if (s.empty()) return false;
+  // normalize_latex's unit_superscript_regex drops everything from the first \text{ / \mbox{
+  // (\textbf, \mathrm, ... are renamed \text first) when the text ends in '}' or "}^2", unless
+  // nothing would remain: "x = \text{Evelyn}" becomes "x =", which then fails.
+  if (s.back() == '}' || (s.size() > 3 && s[s.size() - 2] == '^' && s[s.size() - 3] == '}')) {
+    std::size_t cut = std::string_view::npos;
+    for (std::string_view cmd : {"\\text", "\\mbox", "\\mathrm", "\\mathbf", "\\mathit"}) {
+      std::size_t p = s.find(cmd);
+      if (p != std::string_view::npos && p < cut && s.find('{', p) != std::string_view::npos) cut = p;
+    }
+    if (cut != std::string_view::npos && !py::strip(s.substr(0, cut)).empty() &&
+        s.substr(cut).find('\n') == std::string_view::npos)
+      s = py::strip(s.substr(0, cut));
+  }
   int depth = 0;
   for (std::size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '\\') {
@@ -656,8 +669,9 @@ bool latex_parses(std::string_view latex) {
   if (std::string_view("=+-*/^,.").find(s.back()) != std::string_view::npos) return false;
   if (std::string_view("=*/^.").find(s.front()) != std::string_view::npos) return false;
   if (s.ends_with("\\cdot") || s.ends_with("\\times")) return false;
-  for (std::string_view bad : {"\\equiv", "\\pmod", "\\begin{align", "&", "\\text{th}", "\\cancel", "\\bf ", "!="})
+  for (std::string_view bad : {"\\equiv", "\\pmod", "\\begin{align", "\\text{th}", "\\cancel", "\\bf ", "!="})
     if (s.find(bad) != std::string_view::npos) return false;
+  if (s.find('&') != std::string_view::npos && s.find("matrix}") == std::string_view::npos) return false;
   // "\pm" after '=' parses only when the left side is one symbol ("x = \pm 7"; not "m-n=\pm 6").
   std::size_t eq = s.find('=');
   if (s.find("\\pm") != std::string_view::npos && eq != std::string_view::npos) {
