@@ -127,6 +127,8 @@ Normalized normalize(std::string_view in) {
   replace_all(s, "\\dfrac", "\\frac");
   replace_all(s, "\\tfrac", "\\frac");
   replace_all(s, "\\cfrac", "\\frac");
+  // "\approx 8.24" is 8.24 to math_verify.
+  if (s.starts_with("\\approx")) s.erase(0, 7);
   // Mixed numbers: latex2sympy reads "1\frac{4}{5}" and "2 \frac12" as 9/5 and 5/2 (a sign
   // applies to the whole: "-1\frac{4}{5}" is -9/5), not as products.
   static const std::regex kMixed(R"((^|[^\w.}])(-?)(\d+)\s*\\frac(?:\{(\d+)\}\{(\d+)\}|(\d)(\d)))");
@@ -845,6 +847,24 @@ Answer prepare(std::string_view s) {
   return a;
 }
 
+// The string comparison of verify() on math_verify's normalised strings, approximated by the
+// string-only part of that normalisation: \dfrac/\tfrac, \left/\right, and "nits" (a leading
+// ".6" is "0.6"). Not our value normalisation: "\frac{24}{5}." keeps its period there, and
+// "15 , 600" its spaces.
+bool same_string(std::string_view a, std::string_view b) {
+  if (py::strip(a).empty() || py::strip(b).empty()) return false;
+  auto key = [](std::string_view x) {
+    std::string t(py::strip(x));
+    replace_all(t, "\\dfrac", "\\frac");
+    replace_all(t, "\\tfrac", "\\frac");
+    replace_all(t, "\\left", "");
+    replace_all(t, "\\right", "");
+    if (!t.empty() && t[0] == '.') t.insert(t.begin(), '0');
+    return t;
+  };
+  return key(a) == key(b);
+}
+
 }  // namespace
 
 MathExtraction math_extract(std::string_view generation) {
@@ -857,26 +877,23 @@ MathExtraction math_extract(std::string_view generation) {
 
 bool math_correct(std::string_view gold, const MathExtraction& extraction) {
   // verify() also compares the strings: the first match's text equal to the gold's counts even
-  // when the values differ or did not parse ("62.8%" against 62.8). Both strings are normalised
-  // by math_verify; we compare them stripped.
-  if (!extraction.fallback.empty() && py::strip(extraction.fallback) == py::strip(gold)) return true;
+  // when the values differ or did not parse ("62.8%" against 62.8).
+  if (same_string(gold, extraction.fallback)) return true;
   if (!extraction.found) return false;
   if (!extraction.percent) return math_equivalent(gold, extraction.answer);
-  // convert_to_pct gives answer * 1/100; math_verify's comparison of a percentage of a number
-  // accepts the number as written as well ("300%" equals 3 and 300, "-80%" equals -80).
-  return math_equivalent(gold, extraction.answer) || math_equivalent(gold, "\\frac{" + extraction.answer + "}{100}");
+  // convert_to_pct gives answer * 1/100; math_verify's numeric comparison reads a percentage of
+  // an integer as the integer too ("300%" equals 3 and 300, "-80%" equals -80). Otherwise only
+  // the string fallback above can match the number as written ("62.8%" and 62.8).
+  static const std::regex kInteger(R"(\s*-?\d+\s*)");
+  if (std::regex_match(extraction.answer, kInteger) && math_equivalent(gold, extraction.answer)) return true;
+  return math_equivalent(gold, "\\frac{" + extraction.answer + "}{100}");
 }
 
 bool math_equivalent(std::string_view gold, std::string_view prediction) {
   // verify() also compares the two normalised strings: equal strings count even where the values
   // do not compare ("05\!:\!00" is 5/0) or did not parse ("\dfrac{7}{5} + \dfrac{1}{5} i." and
   // "\frac{7}{5} + \frac{1}{5} i.").
-  auto unspaced = [](std::string t) {
-    t.erase(std::remove_if(t.begin(), t.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)); }), t.end());
-    return t;
-  };
-  Normalized gn = normalize(gold), pn = normalize(prediction);
-  if (!py::strip(gold).empty() && gn.percent == pn.percent && unspaced(gn.text) == unspaced(pn.text)) return true;
+  if (same_string(gold, prediction)) return true;
   Answer g = prepare(gold);
   Answer p = prepare(prediction);
   return equal(g, p);

@@ -7,8 +7,9 @@
 // LatexExtractionConfig() and ExprExtractionConfig() (math_verify/parser.py, version 0.9.0):
 //
 //   * regexes in five priority groups, tried group by group: 0 "final answer is X. I hope",
-//     50 "final answer ... is X" and "\boxed{...}", 100 "answer: X", 200 "answer ... X",
-//     300 any LaTeX environment or number anywhere;
+//     50 "final answer ... is X", an environment holding a "\boxed{...}" and "\boxed{" up to the
+//     text's last '}', 100 "answer: X", 200 "answer ... X", 300 any LaTeX environment or
+//     number anywhere;
 //   * within a group, every match of every regex (finditer: left to right, not overlapping) is
 //     sorted by end position, last first (ties: the leftmost start first, then LaTeX before
 //     expression matches); the first match whose text parses is the answer, later groups are not
@@ -16,7 +17,9 @@
 //   * a LaTeX match is one to six environments ($..$, $$..$$, \(..\), \[..\], " [..] ", or a
 //     numeric \frac{a}{b}) joined by "and"/"or"/","; several become one set;
 //   * an expression match is a number (thousands separators, "3,5" read as 3.5, a percent sign
-//     or word) or a plain expression such as "3/4" after a space, '=' or the start.
+//     or word) or a plain expression such as "3/4" after a space, '=' or the start;
+//   * the text of the first match tried is kept as a fallback, which verify() compares as a
+//     string with the gold's.
 //
 // Each matcher below is one of those regexes written out by hand as a backtracking matcher in
 // continuation-passing style, so that greedy and lazy repetitions, alternations and lookarounds
@@ -24,11 +27,10 @@
 // pattern"). Hand-written rather than std::regex because the reply is long, untrusted model
 // output and std::regex recurses per character; the loops here are iterative.
 //
-// Not reproduced (docs/SCORING.md): whether latex2sympy parses an extracted environment is
-// approximated (non-empty, balanced braces, no dangling operator); the "boxed inside an
-// environment" regexes of priority 50 (they need a closed \boxed{}, which such a reply only has
-// before an unclosed last one); non-ASCII digits; math_verify's string fallback (the first
-// match's text compared as a string with the gold's when nothing parses).
+// Approximated (docs/SCORING.md lists what this misses): whether latex2sympy parses an extracted
+// environment (latex_parses: the failures seen in MATH-style text, not its grammar); the value
+// is then judged by math_equivalent, not sympy. Not reproduced: non-ASCII digits and
+// case-folding; math_verify's 5-second timeouts.
 #include <algorithm>
 #include <optional>
 #include <string>
