@@ -739,14 +739,27 @@ Answer parse_answer_inner(const std::string& raw, int depth) {
   return a;
 }
 
+bool has_infinity(const NodePtr& n) {
+  if (n->kind == Node::Kind::Sym && n->name == "\\infty") return true;
+  for (const auto& k : n->kids)
+    if (has_infinity(k)) return true;
+  return false;
+}
+
 bool scalar_equal(const NodePtr& g, const NodePtr& p, double pred_scale) {
   std::set<std::string> gs, ps;
   collect_symbols(g, gs);
   collect_symbols(p, ps);
   if (gs != ps) return false;
   bool exact = !has_decimal(g) && !has_decimal(p);
-  for (int t = 0; t < (gs.empty() ? 1 : kTrials); ++t)
-    if (!close(eval(g, t), eval(p, t) * pred_scale, exact)) return false;
+  auto infinite = [](Complex z) { return std::isinf(z.real()) || std::isinf(z.imag()); };
+  for (int t = 0; t < (gs.empty() ? 1 : kTrials); ++t) {
+    Complex a = eval(g, t), b = eval(p, t) * pred_scale;
+    // A value past double range (2^{2018}) is not \infty: sympy compares such numbers exactly,
+    // and two overflows must not compare equal.
+    if ((infinite(a) || infinite(b)) && !(has_infinity(g) && has_infinity(p))) return false;
+    if (!close(a, b, exact)) return false;
+  }
   return true;
 }
 

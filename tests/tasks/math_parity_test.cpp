@@ -111,6 +111,8 @@ TEST(MathScoring, NonEquivalentRewrites) {
   EXPECT_FALSE(math_equivalent("-8\\%", "-8"));
   EXPECT_FALSE(math_equivalent("13", "13."));  // "{13." has no anchor for a number
   EXPECT_FALSE(math_equivalent("24", "2\\times2!\\times3!=24"));  // "!=" is "not equal"
+  EXPECT_FALSE(math_equivalent("2^{2008} -2", "2^{2018} -2"));  // both overflow a double
+  EXPECT_TRUE(math_equivalent("2^{2008} -2", "2^{2008}-2"));
 }
 
 std::string gold_of(const std::string& solution) { return *hrm::tasks::last_boxed_only_string(solution); }
