@@ -428,6 +428,7 @@ class Parser {
             if (close >= t_.size()) throw ParseError{};
             i_ = close + 1;
           } else {
+            if (peek().t == Token::T::End) throw ParseError{};  // "x_" at the end
             name += "_" + peek().s;
             ++i_;
           }

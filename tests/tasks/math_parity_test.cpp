@@ -113,6 +113,7 @@ TEST(MathScoring, NonEquivalentRewrites) {
   EXPECT_FALSE(math_equivalent("24", "2\\times2!\\times3!=24"));  // "!=" is "not equal"
   EXPECT_FALSE(math_equivalent("2^{2008} -2", "2^{2018} -2"));  // both overflow a double
   EXPECT_TRUE(math_equivalent("2^{2008} -2", "2^{2008}-2"));
+  EXPECT_FALSE(math_equivalent("5", "x_"));  // a dangling subscript read past the token list
 }
 
 std::string gold_of(const std::string& solution) { return *hrm::tasks::last_boxed_only_string(solution); }
