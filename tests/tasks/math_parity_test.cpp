@@ -118,31 +118,41 @@ TEST(MathScoring, NonEquivalentRewrites) {
 
 std::string gold_of(const std::string& solution) { return *hrm::tasks::last_boxed_only_string(solution); }
 
-TEST(MathScoring, AgreesWithMathVerifyOnFixture) {
+// Calls fn(gold, row) for each oracle row (those with "eq") of a MATH parity fixture; the row's "d" is
+// its doc index in math/test.jsonl, whose boxed answer is the gold. Returns the number of rows.
+template <typename Fn>
+std::size_t for_each_oracle_row(const std::string& fixture, const char* how_made, Fn fn) {
   std::vector<std::string> golds;
   hrm::tasks::for_each_row((hrm::tasks::testing::data_dir() / "math/test.jsonl").string(),
                            [&](const hrm::tasks::Row& r) { golds.push_back(gold_of(r.string("solution"))); });
-  std::ifstream f(hrm::tasks::testing::fixtures_dir() / "tasks/math_parity.jsonl");
-  ASSERT_TRUE(f) << "missing fixture; run scripts/tasks_make_math_fixture.py";
+  std::ifstream f(hrm::tasks::testing::fixtures_dir() / "tasks" / fixture);
+  EXPECT_TRUE(f) << "missing fixture; run " << how_made;
   std::string line;
-  std::size_t cases = 0, agree = 0;
+  std::size_t cases = 0;
   while (std::getline(f, line)) {
     rapidjson::Document d;
     d.Parse(line.c_str());
-    ASSERT_FALSE(d.HasParseError());
-    if (!d.HasMember("eq")) continue;
+    EXPECT_FALSE(d.HasParseError()) << line;
+    if (d.HasParseError() || !d.HasMember("eq")) continue;
     ++cases;
-    const std::string& gold = golds.at(d["d"].GetUint64());
-    std::string pred = d["p"].GetString();
-    bool oracle = d["eq"].GetInt() != 0;
-    bool ours = math_equivalent(gold, pred);
-    if (ours == oracle) {
-      ++agree;
-    } else {
-      std::printf("MATH disagreement [%s] doc %d: gold '%s' pred '%s': math_verify %d, ours %d\n", d["k"].GetString(),
-                  d["d"].GetInt(), gold.c_str(), pred.c_str(), oracle, ours);
-    }
+    fn(golds.at(d["d"].GetUint64()), d);
   }
+  return cases;
+}
+
+TEST(MathScoring, AgreesWithMathVerifyOnFixture) {
+  std::size_t agree = 0;
+  const std::size_t cases = for_each_oracle_row(
+      "math_parity.jsonl", "scripts/tasks_make_math_fixture.py", [&](const std::string& gold, const rapidjson::Document& d) {
+        const std::string pred = d["p"].GetString();
+        const bool oracle = d["eq"].GetInt() != 0, ours = math_equivalent(gold, pred);
+        if (ours == oracle) {
+          ++agree;
+        } else {
+          std::printf("MATH disagreement [%s] doc %d: gold '%s' pred '%s': math_verify %d, ours %d\n",
+                      d["k"].GetString(), d["d"].GetInt(), gold.c_str(), pred.c_str(), oracle, ours);
+        }
+      });
   double rate = cases ? static_cast<double>(agree) / static_cast<double>(cases) : 0;
   std::printf("MATH parity: %zu cases, %zu agree (%.2f%%)\n", cases, agree, 100 * rate);
   EXPECT_GE(cases, 5000u);
@@ -153,33 +163,23 @@ TEST(MathScoring, AgreesWithMathVerifyOnFixture) {
 constexpr double kRequiredUnboxedAgreement = 0.995;
 
 TEST(MathScoring, AgreesWithReferenceOnUnboxedReplies) {
-  std::vector<std::string> golds;
-  hrm::tasks::for_each_row((hrm::tasks::testing::data_dir() / "math/test.jsonl").string(),
-                           [&](const hrm::tasks::Row& r) { golds.push_back(gold_of(r.string("solution"))); });
-  std::ifstream f(hrm::tasks::testing::fixtures_dir() / "tasks/math_unboxed_parity.jsonl");
-  ASSERT_TRUE(f) << "missing fixture; run scripts/tasks_make_math_fixture.py --unboxed";
-  std::string line;
-  std::size_t cases = 0, agree = 0, invalid_agree = 0;
-  while (std::getline(f, line)) {
-    rapidjson::Document d;
-    d.Parse(line.c_str());
-    ASSERT_FALSE(d.HasParseError());
-    if (!d.HasMember("eq")) continue;
-    ++cases;
-    const std::string& gold = golds.at(d["d"].GetUint64());
-    std::string reply = d["p"].GetString();
-    auto ex = hrm::tasks::math_extract(reply);
-    bool oracle = d["eq"].GetInt() != 0;
-    bool ours = hrm::tasks::math_correct(gold, ex);
-    if (ex.invalid == (d["inv"].GetInt() != 0)) ++invalid_agree;
-    if (ours == oracle) {
-      ++agree;
-    } else {
-      std::printf("MATH unboxed disagreement [%s] doc %d: gold '%s' reply '%s' (ours judged '%s'): reference %d, ours %d\n",
-                  d["k"].GetString(), d["d"].GetInt(), gold.c_str(), reply.c_str(),
-                  ex.found ? ex.answer.c_str() : "<nothing>", oracle, ours);
-    }
-  }
+  std::size_t agree = 0, invalid_agree = 0;
+  const std::size_t cases = for_each_oracle_row(
+      "math_unboxed_parity.jsonl", "scripts/tasks_make_math_fixture.py --unboxed",
+      [&](const std::string& gold, const rapidjson::Document& d) {
+        const std::string reply = d["p"].GetString();
+        const auto ex = hrm::tasks::math_extract(reply);
+        const bool oracle = d["eq"].GetInt() != 0, ours = hrm::tasks::math_correct(gold, ex);
+        if (ex.invalid == (d["inv"].GetInt() != 0)) ++invalid_agree;
+        if (ours == oracle) {
+          ++agree;
+        } else {
+          std::printf(
+              "MATH unboxed disagreement [%s] doc %d: gold '%s' reply '%s' (ours judged '%s'): reference %d, ours %d\n",
+              d["k"].GetString(), d["d"].GetInt(), gold.c_str(), reply.c_str(),
+              ex.found ? ex.answer.c_str() : "<nothing>", oracle, ours);
+        }
+      });
   double rate = cases ? static_cast<double>(agree) / static_cast<double>(cases) : 0;
   std::printf("MATH unboxed parity: %zu cases, %zu agree (%.2f%%)\n", cases, agree, 100 * rate);
   EXPECT_GE(cases, 3000u);
