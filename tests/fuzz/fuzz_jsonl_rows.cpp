@@ -68,6 +68,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)hrm::tasks::drop_score(text, {{"3 points"}, {"Tom", "Ann"}});
   auto ex = hrm::tasks::math_extract(text);
   (void)hrm::tasks::math_equivalent("\\frac{1}{2}", ex.answer);
+  (void)hrm::tasks::math_correct("\\frac{1}{2}", ex);  // free-text extraction when there is no box
   (void)hrm::tasks::math_equivalent(text, text);
   return 0;
 }
