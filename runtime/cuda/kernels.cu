@@ -5,6 +5,7 @@
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/device_math.cuh"
 #include "runtime/cuda/kernels.h"
+#include "runtime/sampling.h"  // kGreedyBelow: the CPU sampler's greedy threshold
 
 namespace hrm::cuda {
 namespace {
@@ -110,7 +111,7 @@ __global__ void __launch_bounds__(kSampleThreads)
   const float* x = logits + r * vocab;
   block_argmax<kSampleThreads>(x, vocab, tmp.reduce, best_all);
   const float temp = temperature[r];
-  if (temp < 1e-5f) {
+  if (temp < kGreedyBelow) {
     if (threadIdx.x == 0) out[r] = best_all.index;
     return;
   }
