@@ -11,10 +11,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <vector>
 
 #include "common/error.h"
+#include "runtime/cpu/ops.h"
 #include "tests/emu/emu.h"
 
 struct cublasContext {
@@ -22,14 +22,6 @@ struct cublasContext {
 };
 
 namespace {
-
-// bf16 -> fp32 is exact: the bf16 bits are the top half of the fp32 ones.
-float bf16_bits_to_float(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
 
 // One operand read as fp32 into `out`, rows x cols row-major, where element (r, c) of the operand
 // is at src[r * rstride + c * cstride] (elements of type `type`).
@@ -40,25 +32,10 @@ void load(const void* src, cudaDataType type, int64_t rows, int64_t cols, int64_
       for (int64_t c = 0; c < cols; ++c) {
         const int64_t i = r * rstride + c * cstride;
         out[r * cols + c] = type == CUDA_R_32F ? static_cast<const float*>(src)[i]
-                                               : bf16_bits_to_float(static_cast<const uint16_t*>(src)[i]);
+                                               : __bfloat162float(static_cast<const __nv_bfloat16*>(src)[i]);
       }
     }
   });
-}
-
-// A fixed-order fp32 dot product in eight lanes (the compiler vectorises it; the result does not
-// depend on the thread count).
-float dot(const float* a, const float* b, int64_t n) {
-  constexpr int kLanes = 8;
-  float acc[kLanes] = {};
-  int64_t p = 0;
-  for (; p + kLanes <= n; p += kLanes)
-    for (int l = 0; l < kLanes; ++l) acc[l] += a[p + l] * b[p + l];
-  float tail = 0;
-  for (; p < n; ++p) tail += a[p] * b[p];
-  float sum = tail;
-  for (int l = 0; l < kLanes; ++l) sum += acc[l];
-  return sum;
 }
 
 bool supported(cudaDataType a, cudaDataType b, cudaDataType c) {
@@ -156,16 +133,18 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
     hrm::emu::check_device(A, a_bytes, "cublasGemmEx A");
     hrm::emu::check_device(B, b_bytes, "cublasGemmEx B");
     hrm::emu::check_device(C, c_bytes, "cublasGemmEx C");
-    // op(A) as m rows of k, op(B)^T as n rows of k: every output is one dot product of two rows.
-    std::vector<float> a(static_cast<size_t>(m) * k), b(static_cast<size_t>(n) * k);
+    // op(A) as m rows of k, op(B)^T as n rows of k: every output is one dot product of two rows, the
+    // CPU reference's matmul_nt (fixed-order fp32 sums).
+    std::vector<float> a(static_cast<size_t>(m) * k), b(static_cast<size_t>(n) * k), ab(static_cast<size_t>(m) * n);
     // op(A)(i, p) is A[p + i*lda] transposed, A[i + p*lda] otherwise.
     load(A, Atype, m, k, ta ? lda : 1, ta ? 1 : lda, a.data());
     // op(B)(p, j) is B[j + p*ldb] transposed, B[p + j*ldb] otherwise; row j of op(B)^T holds p.
     load(B, Btype, n, k, tb ? 1 : ldb, tb ? ldb : 1, b.data());
+    hrm::cpu::matmul_nt(a.data(), m, k, b.data(), n, ab.data());
     tbb::parallel_for(tbb::blocked_range2d<int64_t>(0, n, 4, 0, m, 64), [&](const auto& r) {
       for (int64_t j = r.rows().begin(); j < r.rows().end(); ++j) {
         for (int64_t i = r.cols().begin(); i < r.cols().end(); ++i) {
-          const float acc = al * dot(&a[static_cast<size_t>(i) * k], &b[static_cast<size_t>(j) * k], k);
+          const float acc = al * ab[static_cast<size_t>(i) * n + j];
           const int64_t c = i + j * ldc;
           if (Ctype == CUDA_R_32F) {
             float* y = static_cast<float*>(C) + c;
