@@ -196,15 +196,18 @@ Trainer::Trainer(ModelConfig cfg, ModelWeights init, const TrainCorpus& corpus, 
       comm_(comm ? comm : own_comm_.get()),
       cfg_(std::move(cfg)),
       w_(from_rank0(std::move(init), *comm_)),
-      // A backend that holds the state keeps its own gradients (TrainBackend::holds_state).
-      grads_(backend && backend->holds_state() ? ModelWeights{} : zeros_like(w_)),
       opts_(opts),
       opt_(opts.optim, w_),
       backend_(std::move(backend)) {
+  HRM_CHECK(backend_ != nullptr, "Trainer: no training backend given");
   if (opts_.steps <= 0) throw Error(cat("training steps must be positive, got ", opts_.steps));
   if (opts_.accumulate < 1) throw Error(cat("accumulate (micro-batches per step) must be at least 1, got ",
                                             opts_.accumulate));
-  if (opts_.accumulate > 1 && !backend_->holds_state()) micro_grads_ = zeros_like(w_);
+  // A backend that holds the state keeps its own gradients (TrainBackend::holds_state).
+  if (!backend_->holds_state()) {
+    grads_ = zeros_like(w_);
+    if (opts_.accumulate > 1) micro_grads_ = zeros_like(w_);
+  }
   corpus.validate("training corpus", cfg_.vocab_size);
   // One packer per micro-batch: this rank's share of a step that packs like world × accumulate ranks.
   // A sample longer than the model's positions cannot be trained on: skip it like an oversized one.
