@@ -123,6 +123,7 @@ void run_train(const TrainArgs& a, Communicator& comm) {
   note("corpus: %lld samples, %lld tokens (%s)\n", static_cast<long long>(corpus.size()),
        static_cast<long long>(tokens_total), a.data.c_str());
   if (a.accumulate < 1) throw Error(cat("--accumulate must be at least 1, got ", a.accumulate));
+  if (a.export_every < 0) throw Error(cat("--export-every must be 0 (off) or a step count, got ", a.export_every));
   const int64_t data_ranks = comm.world_size() * a.accumulate;
   if (data_ranks > 1)
     note("data parallel: %s, %d rank%s x %lld batch%s of --batch-tokens %lld = %lld tokens per step at most%s\n",
@@ -220,17 +221,22 @@ void run_train(const TrainArgs& a, Communicator& comm) {
   const int64_t total = t->options().steps;
   // EMA weights every --export-every steps, each a checkpoint `hrmbench run` and transformers load.
   // Written under a temporary name and renamed, so exports/step_N/ is whole whenever it exists (an
-  // evaluation may watch the directory while training goes on).
-  const auto export_snapshot = [&](int64_t step) {
+  // evaluation may watch the directory while training goes on). `from`: an export already written
+  // (the final one) to copy instead of exporting again.
+  const auto export_snapshot = [&](int64_t step, const fs::path& from) {
     const fs::path dir = out / "exports" / cat("step_", step), tmp = out / "exports" / cat(".step_", step, ".partial");
     if (root) fs::remove_all(tmp);
-    t->export_hf(tmp);
+    if (from.empty()) {
+      t->export_hf(tmp);
+    } else if (root) {
+      fs::create_directories(tmp.parent_path());
+      fs::copy(from, tmp, fs::copy_options::recursive);
+    }
     if (!root) return;
     if (!a.tokenizer.empty()) fs::copy_file(a.tokenizer, tmp / "tokenizer.json", fs::copy_options::overwrite_existing);
     fs::remove_all(dir);
     fs::rename(tmp, dir);
   };
-  if (a.export_every < 0) throw Error(cat("--export-every must be 0 (off) or a step count, got ", a.export_every));
   double elapsed = 0;
   int64_t done_tokens = 0, done_steps = 0;
   while (t->step_count() < total) {
@@ -258,13 +264,13 @@ void run_train(const TrainArgs& a, Communicator& comm) {
            static_cast<long long>(s.bp_steps), tps, duration(eta).c_str());
     }
     if (a.checkpoint_every > 0 && s.step % a.checkpoint_every == 0 && s.step < total) t->save_checkpoint(ckpt_dir);
-    if (a.export_every > 0 && s.step % a.export_every == 0 && s.step < total) export_snapshot(s.step);
+    if (a.export_every > 0 && s.step % a.export_every == 0 && s.step < total) export_snapshot(s.step, {});
   }
   t->save_checkpoint(ckpt_dir);
   t->export_hf(hf_dir);
-  if (a.export_every > 0) export_snapshot(t->step_count());  // the last step's too, whatever N divides
   if (root && !a.tokenizer.empty())
     fs::copy_file(a.tokenizer, hf_dir / "tokenizer.json", fs::copy_options::overwrite_existing);
+  if (a.export_every > 0) export_snapshot(t->step_count(), hf_dir);  // the last step's too, whatever N divides
   note("done: %lld steps; checkpoint %s; EMA weights exported to %s\n", static_cast<long long>(t->step_count()),
        ckpt_dir.string().c_str(), hf_dir.string().c_str());
 }
