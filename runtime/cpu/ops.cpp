@@ -20,8 +20,9 @@ constexpr int64_t kRowTile = 4;
 // Dot products of NX rows of x with NW weight rows: an NX x NW tile of kLanes-wide accumulators in
 // registers (4 x 3 vectors of 8 floats = 12 AVX2 registers), so each loaded vector feeds several
 // multiply-adds. Written with GCC vector types (one vector = the kLanes lanes of dot()), because the
-// auto-vectoriser shuffles this loop nest instead. Every output keeps its own lanes and dot()'s order
-// of additions, whatever the tile shape, so results do not depend on tiling or threads.
+// auto-vectoriser shuffles this loop nest instead. Every output keeps its own lanes and one order of
+// additions (the lanes as dot() reduces them, plus the tail summed apart), whatever the tile shape, so
+// results do not depend on tiling or threads.
 typedef float Lanes __attribute__((vector_size(kLanes * sizeof(float))));
 static_assert(sizeof(Lanes) == kLanes * sizeof(float));
 
@@ -53,9 +54,8 @@ __attribute__((always_inline)) inline void dot_tile(const float* const* xs, cons
 }
 
 template <int NX>
-__attribute__((always_inline)) inline void dot_rows(const float* const* xs, const float* w, int64_t in, int64_t o_begin,
-                                                 int64_t o_end,
-                     int64_t out, float* y_rows) {
+__attribute__((always_inline)) inline void dot_rows(const float* const* xs, const float* w, int64_t in,
+                                                    int64_t o_begin, int64_t o_end, int64_t out, float* y_rows) {
   constexpr int kW = 2;  // weight rows per tile
   int64_t o = o_begin;
   for (; o + kW <= o_end; o += kW) {
